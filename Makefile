@@ -1,0 +1,44 @@
+# mer_nb: `make reproduce` and `make test` work on a fresh clone (they create .venv when needed).
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU build by default (it lies on local disk here); a CUDA user sets e.g. TORCH='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128'
+TORCH ?= torch==2.13.0
+PRESET ?= quick
+DATA ?=
+ONLY ?=
+OUT ?= reports/$(if $(DATA),$(notdir $(patsubst %/,%,$(DATA))),synthetic)-$(PRESET)
+JOBS ?= 2
+SYNC_TMP := $(shell mktemp -u /tmp/mer_nb_sync.XXXXXX)
+
+.PHONY: setup test reproduce export sync-check clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: settings.ini setup.py
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $@
+
+export: setup
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+
+# Fails when mer_nb/ is not what the notebooks export, or when a notebook is not nbdev_clean'ed.
+sync-check: setup
+	@rm -rf $(SYNC_TMP) && mkdir -p $(SYNC_TMP)/mer_nb && cp -r settings.ini nbs $(SYNC_TMP)/ && cp mer_nb/__init__.py $(SYNC_TMP)/mer_nb/
+	@cd $(SYNC_TMP) && $(abspath $(BIN))/nbdev_export && $(abspath $(BIN))/nbdev_clean
+	@diff -r -q -x __pycache__ $(SYNC_TMP)/mer_nb mer_nb || { echo "mer_nb/ is out of sync with nbs/: run 'make export' and commit notebooks and modules together"; exit 1; }
+	@diff -r -q -x .ipynb_checkpoints $(SYNC_TMP)/nbs nbs || { echo "notebooks are not clean: run 'make export' (nbdev_clean) and commit"; exit 1; }
+	@rm -rf $(SYNC_TMP) && echo "sync-check: mer_nb/ matches nbs/, notebooks clean"
+
+test: setup sync-check
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) tests
+
+reproduce: setup
+	OMP_NUM_THREADS=1 $(BIN)/mer-nb reproduce --preset $(PRESET) $(if $(DATA),--data $(DATA)) $(if $(ONLY),--only $(ONLY)) --out $(OUT)
+
+clean:
+	rm -rf reports runs .pytest_cache
