@@ -22,7 +22,8 @@ def test_folds_never_share_a_subject(toy_dataset):
 def test_leak_guard_fires_inside_training(toy_dataset, tmp_path):
     x = np.zeros((len(toy_dataset), 3, 28, 28), np.float32)
     job = dict(x=x, y=toy_dataset.labels, subjects=toy_dataset.subjects, train=np.arange(0, 10), test=np.arange(8, 16),
-               fold='bad', seed=0, regime='full', preset=PRESET, model_kw=None, device='cpu', path=tmp_path / 'x.npz', progress=False)
+               fold='bad', seed=0, regime='full', preset=PRESET, model_kw=None, device='cpu', path=tmp_path / 'x.npz', progress=False,
+               method=T.get_method('HTNet'))
     with pytest.raises(AssertionError, match='subject leakage in bad'):
         T._fit_job(job)
     assert not (tmp_path / 'x.npz').exists()
