@@ -2,7 +2,7 @@
 from pathlib import Path
 
 import pytest
-from nbdev.test import test_nb
+from nbdev import test as nbdev_test  # imported as a module: pytest would collect a bare `test_nb`
 
 NBS = sorted((Path(__file__).resolve().parents[1] / 'nbs').glob('[0-9]*.ipynb'))
 
@@ -13,5 +13,5 @@ def test_found_notebooks():
 
 @pytest.mark.parametrize('nb', NBS, ids=[p.stem for p in NBS])
 def test_notebook(nb):
-    ok, secs = test_nb(nb, skip_flags=['notest'])
+    ok, secs = nbdev_test.test_nb(nb, skip_flags=['notest'])
     assert ok, f'{nb.name} failed (see the traceback above)'
