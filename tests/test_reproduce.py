@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 
 from mer_nb.cli import reproduce
+from mer_nb.experiments import TABLE1_METHODS
 
 COLUMNS = ['method', 'selection', 'run', 'protocol', 'dataset', 'metric', 'value', 'std', 'n_seeds', 'n_samples', 'ci_low', 'ci_high']
 
 
-def _check(adir, datasets):
-    for f in ('table1.csv', 'table1.md', 'table1_confusion.png', 'run.json', 'table1_sota.ipynb'):
+def _check(adir, datasets, methods=TABLE1_METHODS):
+    for f in ('table1.csv', 'table1.md', 'table1_confusion.png', 'table1_uf1.png', 'run.json', 'table1_sota.ipynb'):
         assert (adir / f).is_file(), f
     t = pd.read_csv(adir / 'table1.csv')
     assert list(t.columns[:len(COLUMNS)]) == COLUMNS
@@ -21,26 +22,44 @@ def _check(adir, datasets):
     assert set(ours.selection) == {'last', 'best-on-test'}
     assert set(ours.dataset) == set(datasets) and set(ours.metric) == {'UF1', 'UAR'}
     assert ours.value.between(0, 1).all() and (ours.ci_low <= ours.value + 1e-9).all() and (ours.value <= ours.ci_high + 1e-9).all()
-    assert len(ours) == 2 * len(datasets) * 2
+    assert set(TABLE1_METHODS) == {'HTNet', 'LBP-TOP', 'Bi-WOOF', 'OFF-ApexNet', 'STSTNet', 'MobileViT'}
+    assert set(ours.method) == set(methods)
+    assert len(ours) == len(methods) * 2 * len(datasets) * 2
+    assert ours.input.notna().all()
+    for m in ('LBP-TOP', 'Bi-WOOF'):  # SVMs: one fit per fold, both selections are the same predictions
+        v = ours[ours.method == m].pivot_table(index=['dataset', 'metric'], columns='selection', values='value')
+        assert (v['last'] == v['best-on-test']).all()
     run = json.loads((adir / 'run.json').read_text())
     assert run['preset']['name'] == 'smoke' and run['seeds'] == [0] and run['wall_seconds']['table1'] > 0
     assert run['versions']['torch'] and run['device'] in ('cpu', 'cuda')
     md = (adir / 'table1.md').read_text()
-    assert 'leave-one-subject-out' in md and 'LEAKY' in md
+    assert 'leave-one-subject-out' in md and 'LEAKY' in md and 'single fit (last = best-on-test)' in md
+    assert 'LBP-TOP' in md and 'faces+flows' in md  # which input LBP-TOP used
     return t
 
 
 def test_table1_smoke_synthetic(tmp_path):
     reproduce('smoke', None, 'table1', tmp_path, log_output=False)
     t = _check(tmp_path / 'table1', {'composite'})
-    assert not (t.run == 'reported').any()  # published numbers only beside the data they were measured on
+    assert set(t.run) == {'ours'}  # published numbers (and "not reported" rows) only beside the data they were measured on
+
+
+# On the real composite (68 folds) the smoke run keeps the fast methods: OFF-ApexNet (2.7 M parameters) and MobileViT
+# take minutes even at 3 epochs on one core. Both run in the synthetic smoke test above and in the full acceptance run.
+REAL_SMOKE_METHODS = ['HTNet', 'LBP-TOP', 'Bi-WOOF', 'STSTNet']
 
 
 def test_table1_smoke_real_composite(tmp_path, composite_root):
-    reproduce('smoke', composite_root, 'table1', tmp_path, log_output=False)
-    t = _check(tmp_path / 'table1', {'composite', 'smic', 'samm', 'casme2'})
-    rep = t[t.run == 'reported'].set_index(['dataset', 'metric']).value
-    assert rep[('composite', 'UF1')] == 0.8603 and rep[('samm', 'UAR')] == 0.8124
+    reproduce('smoke', composite_root, 'table1', tmp_path, log_output=False, extra={'methods': REAL_SMOKE_METHODS})
+    t = _check(tmp_path / 'table1', {'composite', 'smic', 'samm', 'casme2'}, REAL_SMOKE_METHODS)
+    rep = t[t.run == 'reported'].set_index(['method', 'selection', 'dataset', 'metric']).value
+    assert rep[('HTNet', 'best-on-test', 'composite', 'UF1')] == 0.8603 and rep[('HTNet', 'best-on-test', 'samm', 'UAR')] == 0.8124
+    assert rep[('LBP-TOP', 'as published', 'smic', 'UF1')] == 0.2 and rep[('STSTNet', 'last', 'composite', 'UF1')] == 0.7209
+    assert set(t[t.run == 'reported'].method) == {'HTNet', 'LBP-TOP', 'Bi-WOOF', 'OFF-ApexNet', 'STSTNet'}
+    nr = t[t.run == 'not reported on this protocol']
+    assert set(nr.method) == {'MMNet', 'Micron-BERT', 'HSTA'} and nr.value.isna().all()
+    md = (tmp_path / 'table1' / 'table1.md').read_text()
+    assert md.count('not reported on this protocol') >= 3 and '| MMNet ' in md
 
 
 def test_cli_bad_data_is_one_line(tmp_path):
