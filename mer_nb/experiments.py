@@ -531,7 +531,7 @@ def _aug_line(aug: DiffusionAugment, cache, seeds, folds) -> tuple[str, pd.DataF
     fits = [fits[k_] for k_ in dict.fromkeys(r['fit_key'] for r in recs)]
     leaks = [r['fold'] for r in recs if r['test_subject'] is not None and r['test_subject'] in r['fit_subjects']]
     if leaks: raise AssertionError(f'diffusion fits saw their test subject in folds {leaks[:5]}')
-    share = (f'LOSO folds share one fit per group of subjects ({aug.groups} groups by a hash of the subject id); a fold whose test '
+    share = (f'LOSO folds share one fit per group of subjects ({aug.groups} balanced groups, subjects ordered by a hash of their id); a fold whose test '
              f'subject is in group g uses the fit on its training subjects outside g, so no fit ever contains a test subject of a fold '
              f'that uses it (asserted per fold)' if aug.groups > 1 else 'one fit per fold')
     gen = np.array([r['generated'] for r in recs]) if recs else np.zeros((0, 3))
