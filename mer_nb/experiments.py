@@ -249,12 +249,16 @@ def _bar_figure(scores: pd.DataFrame, path, title: str, groups: str = 'config'):
     return Path(path)
 
 def table4(preset='smoke', data=None, out='reports/table4', seeds=(0,), selections=('last',), protocol: str = 'loso', k: int = 5,
-           workers: int | None = None, progress: bool = True, attending: dict | None = None, runs=None) -> dict:
-    "Table 4 (none / scalar / LAPE at two configurations): writes table4.csv, table4.md, table4.png under `out`."
+           workers: int | None = None, progress: bool = True, attending: dict | None = None, runs=None,
+           configs=('preset', 'attending')) -> dict:
+    "Table 4 (none / scalar / LAPE at the preset's and the attending configuration): table4.csv, table4.md, table4.png under `out`."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     p = get_preset(preset)
     ds = load_data(data, preset)
-    configs = {'preset': {}, 'attending': dict(ATTENDING.get(p.name, ATTENDING['quick']) if attending is None else attending)}
+    known = {'preset': {}, 'attending': dict(ATTENDING.get(p.name, ATTENDING['quick']) if attending is None else attending)}
+    bad = [c for c in configs if c not in known]
+    if bad: raise MerError(f"table4: unknown configuration(s) {bad} (choose from 'preset', 'attending')")
+    configs = {c: known[c] for c in configs}
     preds, costs = [], []
     for cname, ckw in configs.items():
         for pos in ('lape', 'scalar', 'none'):      # LAPE first: at the preset's configuration Table 5 shares it
@@ -265,7 +269,7 @@ def table4(preset='smoke', data=None, out='reports/table4', seeds=(0,), selectio
     preds = pd.concat(preds, ignore_index=True)
     order = {m: i for i, m in enumerate(POS_NAMES.values())}
     scores = score_predictions(preds, by=['config', 'method', 'selection'], n_boot=p.n_boot).assign(run='ours', protocol=protocol)
-    scores = scores.sort_values(['config', 'method'], key=lambda c: c.map(order) if c.name == 'method' else c.map({'preset': 0, 'attending': 1}), kind='stable')
+    scores = scores.sort_values(['config', 'method'], key=lambda c: c.map(order) if c.name == 'method' else c.map({n: i for i, n in enumerate(configs)}), kind='stable')
     costs = pd.DataFrame(costs)
     scores = scores.merge(costs, on=['config', 'method'], how='left')
     labels = {c: config_label(model_config(p, **kw)) for c, kw in configs.items()}
@@ -351,7 +355,7 @@ def table5(preset='smoke', data=None, out='reports/table5', seeds=(0,), selectio
     preds.to_csv(out/'table5_predictions.csv', index=False)
     n_att = len(keys)
     ct = cost.assign(params=cost.params.map('{:,}'.format), flops=(cost.flops / 1e6).map('{:.2f} M'.format),
-                     cpu_ms_per_sample=cost.cpu_ms_per_sample.map('{:.2f}'.format), param_reduction=(-cost.param_reduction).map('{:+.2%}'.format))
+                     cpu_ms_per_sample=cost.cpu_ms_per_sample.map('{:.2f}'.format), param_reduction=(cost.params / cost.params.iloc[0] - 1).map('{:+.2%}'.format))
     ct = ct.rename(columns={'flops': 'FLOPs/sample', 'cpu_ms_per_sample': 'CPU ms/sample (1 thread)',
                             'layers_removed': f'attention sub-layers removed (of {n_att})', 'param_reduction': 'parameters vs HTNet+LAPE'})
     md = '\n\n'.join([
