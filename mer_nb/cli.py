@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -38,15 +39,21 @@ def parse_only(only) -> list[str]:
 # %% ../nbs/08_cli.ipynb #81620791
 def reproduce(preset: str = 'smoke', data=None, only=None, out='reports', seeds=None, workers: int | None = None,
               log_output: bool = True, extra: dict | None = None) -> Path:
-    "Run the experiment notebooks for `only` (default: all) with papermill; returns `out`. `extra`: more notebook parameters."
+    """Run the experiment notebooks for `only` (default: all) with papermill; returns `out`. `extra`: more notebook parameters.
+    Under `torchrun` every rank runs the notebooks; `run_cv` shares the folds out among the ranks through the common
+    run cache `<out>/runs` ($MER_NB_RUNS); rank 0 writes the artefacts to `<out>/<name>`, the other ranks to
+    `<out>/<name>/rank<r>` (the same tables, read from the same fold records)."""
     import papermill as pm
+    from mer_nb.train import shard
     p = get_preset(preset)
     out = Path(out)
     if data is not None and not Path(data).exists(): raise MerError(f'--data {data}: no such folder')
     seeds = list(seeds) if seeds else [0]
+    rank, world = shard()
+    if world > 1: os.environ['MER_NB_RUNS'] = str((out/'runs').resolve())   # inherited by the notebook kernels
     for name in parse_only(only):
         nb = experiments_dir()/f'{ARTEFACTS[name]}.ipynb'
-        adir = out/name
+        adir = out/name if rank == 0 else out/name/f'rank{rank}'
         adir.mkdir(parents=True, exist_ok=True)
         params = dict(preset=p.name, data=None if data is None else str(Path(data).resolve()), out=str(adir.resolve()),
                       seeds=seeds, workers=workers, **(extra or {}))

@@ -5,6 +5,7 @@
 # %% ../nbs/07_experiments.ipynb #1252aa3a
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +134,7 @@ def _table1_bars(scores: pd.DataFrame, path, title: str) -> Path:
     return Path(path)
 
 def table1(preset='smoke', data=None, out='reports/table1', seeds=(0,), selections=('last', 'best-on-test'),
-           protocol: str = 'loso', k: int = 5, workers: int | None = None, progress: bool = True, methods=None) -> dict:
+           protocol: str = 'loso', k: int = 5, workers: int | None = None, progress: bool = True, methods=None, runs=None) -> dict:
     "Run Table 1 (HTNet and the baselines; `methods`: default all) and write table1.csv/.md, table1_confusion.png, table1_uf1.png."
     import dataclasses
     import matplotlib.pyplot as plt
@@ -148,7 +149,7 @@ def table1(preset='smoke', data=None, out='reports/table1', seeds=(0,), selectio
         dm = ds if m in USES_FACES else no_faces
         sk = specs[m].kind == 'sklearn'
         kw = {'class_weight': p.class_weight} if sk and p.class_weight else None
-        preds.append(run_cv(dm, p, out/'runs', protocol=protocol, k=k, seeds=seeds, selections=selections, model_kw=kw, method=m,
+        preds.append(run_cv(dm, p, runs_dir(out, runs), protocol=protocol, k=k, seeds=seeds, selections=selections, model_kw=kw, method=m,
                             workers=1 if sk else workers, progress=progress))
         inputs[m] = describe_input(m, dm)
     preds = pd.concat(preds, ignore_index=True)
@@ -204,8 +205,10 @@ ATTENDING = {   # model overrides (of the preset's) for the configuration with 4
 }
 
 def runs_dir(out, runs=None) -> Path:
-    "The training-run cache: `runs`, else `<out>/../runs` (shared by Tables 4 and 5)."
-    return Path(runs) if runs else Path(out).resolve().parent/'runs'
+    "The training-run cache: `runs`, else $MER_NB_RUNS, else `<out>/../runs`, shared by all artefacts of one `reproduce` (Table 4's HTNet row at the preset's configuration is Table 1's HTNet run, Table 3's run without augmentation is Table 5's ESAAT run)."
+    if runs: return Path(runs)
+    if os.environ.get('MER_NB_RUNS'): return Path(os.environ['MER_NB_RUNS'])    # set by `reproduce` under torchrun
+    return Path(out).resolve().parent/'runs'
 
 def model_config(preset, **overrides) -> dict:
     "The HTNet keyword arguments of a preset, overridden."

@@ -136,6 +136,7 @@ class HTNet(nn.Module):
                 raise MerError(f'HTNet: removed attention sub-layer ({l}, {j}) does not exist (levels 0..{num_hierarchies - 1}, layers per level {depth})')
         self.image_size, self.patch_size, self.num_hierarchies = image_size, patch_size, num_hierarchies
         self.attention, self.removed = attention, tuple(removed)
+        self.fast = True     # forward through the channels-last fast path (same function; see below); False: the reference
         # the arguments that rebuild this architecture (ESAAT rebuilds a model with other `removed`/`attention`)
         self.config = dict(image_size=image_size, patch_size=patch_size, dim=dim, heads=heads, num_hierarchies=num_hierarchies,
                            block_repeats=block_repeats, num_classes=num_classes, mlp_mult=mlp_mult, channels=channels,
@@ -168,6 +169,7 @@ class HTNet(nn.Module):
         return self.to_patch_embedding(x)
 
     def forward(self, img):
+        if self.fast and not _hooked(self): return _forward_fast(self, img)
         x = self.embed(img)
         if self.lape is not None: x = x + self.lape
         for level, (transformer, aggregate) in zip(reversed(range(self.num_hierarchies)), self.layers):
@@ -176,6 +178,71 @@ class HTNet(nn.Module):
         x = self.mlp_head[0](x)
         return self.mlp_head[2](x.mean(dim=(2, 3)))
 
+# %% ../nbs/05_htnet.ipynb #8f0d465e
+def _hooked(model: nn.Module) -> bool:
+    "Whether a forward (pre-)hook is registered on the model or a submodule (global hooks, e.g. FlopCounterMode's module tracker, do not count)."
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+def _ln(x, norm: ChannelNorm):
+    "A `ChannelNorm` applied to a channels-last tensor."
+    return F.layer_norm(x, x.shape[-1:], norm.g.view(-1), norm.b.view(-1), norm.eps)
+
+def _lin(x, conv: nn.Conv2d, rows: slice = slice(None)):
+    "A 1x1 convolution (output channels `rows`) applied to a channels-last tensor."
+    return F.linear(x, conv.weight[rows].flatten(1), None if conv.bias is None else conv.bias[rows])
+
+def _blocks_last(x, n: int):
+    "`to_blocks` for channels-last maps: (B, n*h, n*w, C) -> (B*n*n, h, w, C), the same block order."
+    b, H, W, c = x.shape
+    return x.reshape(b, n, H // n, n, W // n, c).permute(0, 1, 3, 2, 4, 5).reshape(b * n * n, H // n, W // n, c)
+
+def _unblocks_last(x, n: int):
+    "Inverse of `_blocks_last`."
+    bnn, h, w, c = x.shape
+    return x.reshape(bnn // (n * n), n, n, h, w, c).permute(0, 1, 3, 2, 4, 5).reshape(bnn // (n * n), n * h, n * w, c)
+
+def _attention_last(attn: Attention, x):
+    "HTNet's attention on channels-last tokens (B, h, w, C)."
+    b, h, w, _ = x.shape
+    H, d = attn.heads, attn.dim_head
+    inner = H * d
+    if h * w == 1:      # softmax over one key is 1: out = W_o W_v x + b_o (q, k not computed; their gradient is 0 either way)
+        o = _lin(x, attn.to_qkv, slice(2 * inner, 3 * inner))
+    else:
+        q, k, v = _lin(x, attn.to_qkv).reshape(b, h * w, 3, H, d).permute(2, 0, 3, 1, 4)
+        o = F.scaled_dot_product_attention(q, k, v, scale=attn.scale).transpose(1, 2).reshape(b, h, w, inner)
+    return attn.to_out[1](_lin(o, attn.to_out[0]))
+
+def _transformer_last(tr: Transformer, x):
+    "`Transformer.forward` on channels-last blocks."
+    if tr.pos_emb is not None:
+        h, w = x.shape[1:3]
+        x = x + tr.pos_emb[:h * w].reshape(1, h, w, 1)
+    for attn, ff in tr.layers:
+        if not isinstance(attn, Removed):
+            y = _ln(x, attn.norm)
+            y = _attention_last(attn.fn, y) if isinstance(attn.fn, Attention) else attn.fn(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            x = y + x
+        f = ff.fn.net           # 1x1 conv, GELU, dropout, 1x1 conv, dropout
+        x = f[4](_lin(f[2](f[1](_lin(_ln(x, ff.norm), f[0]))), f[3])) + x
+    return x
+
+def _forward_fast(model: HTNet, img):
+    "`HTNet.forward`, channels-last (the fast path)."
+    p = model.patch_size
+    b, c, H, W = img.shape
+    x = img.reshape(b, c, H // p, p, W // p, p).permute(0, 2, 4, 3, 5, 1).reshape(b, H // p, W // p, p * p * c)   # (p1 p2 c) last
+    x = _lin(x, model.to_patch_embedding)
+    if model.lape is not None: x = x + model.lape.permute(0, 2, 3, 1)
+    for level, (transformer, aggregate) in zip(model.levels, model.layers):
+        n = 2 ** level
+        x = _unblocks_last(_transformer_last(transformer, _blocks_last(x, n)), n)
+        if not isinstance(aggregate, nn.Identity):
+            conv, norm, pool = aggregate
+            x = _ln(conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1), norm)
+            x = pool(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    return model.mlp_head[2](_ln(x, model.mlp_head[0]).mean(dim=(1, 2)))
+
 # %% ../nbs/05_htnet.ipynb #1dec1740
 PAPER_CONFIG = dict(image_size=28, patch_size=7, dim=256, heads=3, num_hierarchies=3, block_repeats=(2, 2, 10))
 
@@ -183,9 +250,15 @@ def count_params(model: nn.Module) -> int:
     "Number of parameters."
     return sum(p.numel() for p in model.parameters())
 
-def count_flops(model: nn.Module, batch: int = 1) -> int:
-    "FLOPs of one forward pass at `batch` samples, as `torch.utils.flop_counter.FlopCounterMode` counts them."
+def count_flops(model: nn.Module, batch: int = 1, fast: bool = False) -> int:
+    """FLOPs of one forward pass at `batch` samples, as `torch.utils.flop_counter.FlopCounterMode` counts them, through the
+    reference forward (the published computation; `fast=True` counts the fast path's, which skips work)."""
     x = torch.zeros(batch, 3, model.image_size, model.image_size, device=next(model.parameters()).device)
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        model.eval()(x)
+    was = getattr(model, 'fast', None)
+    if was is not None: model.fast = fast
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model.eval()(x)
+    finally:
+        if was is not None: model.fast = was
     return fc.get_total_flops()

@@ -5,6 +5,7 @@
 # %% ../nbs/06_train.ipynb #ae5f0b88
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -29,7 +30,7 @@ from .metrics import uf1
 
 # %% auto #0
 __all__ = ['PRESETS', 'METHODS', 'SELECTIONS', 'LEAKY', 'Preset', 'get_preset', 'check_no_leak', 'make_folds', 'Method',
-           'register_method', 'get_method', 'build_model', 'train_fold', 'select_epoch', 'run_key', 'run_cv',
+           'register_method', 'get_method', 'build_model', 'train_fold', 'select_epoch', 'run_key', 'shard', 'run_cv',
            'collect_predictions']
 
 # %% ../nbs/06_train.ipynb #13220ac4
@@ -187,24 +188,43 @@ def _fingerprint(ds: MERDataset) -> str:
         if a is not None: h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:12]
 
+def _explicit_kw(method: str, preset: Preset, model_kw: dict | None) -> dict:
+    "`model_kw` without the entries equal to the default the model would get anyway."
+    import inspect
+    if not model_kw: return {}
+    m = METHODS.get(method)
+    if m is None: return dict(model_kw)
+    try: defaults = {n: p.default for n, p in inspect.signature(m.factory).parameters.items() if p.default is not inspect.Parameter.empty}
+    except (TypeError, ValueError): defaults = {}
+    if m.use_preset_model: defaults.update(preset.model)
+    same = lambda a, b: (list(a) == list(b)) if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) else a == b
+    return {k: v for k, v in model_kw.items() if not (k in defaults and same(v, defaults[k]))}
+
 def run_key(ds: MERDataset, preset: Preset, protocol: str, k: int, regime: str, model_kw: dict | None = None, method: str = 'HTNet',
             augment=None) -> str:
-    "A short hash of everything that determines a run's results (except the fold and the seed)."
+    """A short hash of everything that determines a run's results (except the fold and the seed). Model keyword arguments
+    that restate a default (the preset's model for HTNet, else the factory's signature) are dropped first, so
+    e.g. `pos_emb='scalar'` and no argument name the same run and share its folds."""
     spec = dict(method=method, preset={f: v for f, v in asdict(preset).items() if f not in ('workers', 'n_boot', 'synthetic', 'name', 'diffusion')},
-                model_kw=model_kw or {}, protocol=protocol, k=k if protocol == 'kfold' else None, regime=regime, data=_fingerprint(ds))
+                model_kw=_explicit_kw(method, preset, model_kw), protocol=protocol, k=k if protocol == 'kfold' else None, regime=regime, data=_fingerprint(ds))
     if getattr(METHODS.get(method), 'post_train', None) is not None: spec['post_train'] = repr(METHODS[method].post_train)
     if augment is not None: spec['augment'] = repr(augment)
     return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
-def _fit_job(job: dict) -> dict:
-    "Train one (fold, seed, regime) and write its record atomically; runs in the main or a worker process."
-    if job['device'] == 'cpu' and torch.get_num_threads() != 1:
-        # one thread per fold on CPU: float reductions, hence results, do not depend on the core count or on `workers`
+def _one_thread(fn):
+    "Run `fn(job_or_jobs)` with one torch thread on the CPU: float reductions, hence results, do not depend on the core count or on `workers`."
+    @functools.wraps(fn)   # keeps the name, so worker processes can unpickle it
+    def wrapped(arg):
+        jobs = arg if isinstance(arg, list) else [arg]
+        if jobs[0]['device'] != 'cpu' or torch.get_num_threads() == 1: return fn(arg)
         prev = torch.get_num_threads()
         torch.set_num_threads(1)
-        try: return _fit_job(job)
+        try: return fn(arg)
         finally: torch.set_num_threads(prev)
-    t0 = time.time()
+    return wrapped
+
+def _prepare_job(job: dict):
+    "The fold's training set (augmented if asked), evaluation sets and the start of its record."
     x, y, subjects = job['x'], job['y'], job['subjects']
     tr, te = job['train'], job['test']
     check_no_leak(subjects, tr, te, job['fold'])
@@ -220,6 +240,23 @@ def _fit_job(job: dict) -> dict:
         xe, ye = job['augment'](xt, yt, subjects[tr], fold=job['fold'], seed=job['seed'], regime=job['regime'])
         xt, yt = np.concatenate([xt, np.asarray(xe, xt.dtype)]), np.concatenate([yt, np.asarray(ye, yt.dtype)])
         rec['n_augmented'] = np.int64(len(ye))
+    rec['train_idx'] = tr
+    return xt, yt, evals, rec
+
+def _write_job(job: dict, rec: dict, logs: dict, losses, seconds: float) -> dict:
+    "Write one fold record atomically."
+    rec.update(test_logits=logs['test'], train_loss=losses, seconds=np.float64(seconds))
+    if 'rank' in job: rec['rank'] = np.int64(job['rank'])
+    if 'val' in logs: rec['val_logits'] = logs['val']
+    buf = io.BytesIO(); np.savez_compressed(buf, **rec)
+    atomic_write(job['path'], buf.getvalue())
+    return {'path': job['path'], 'seconds': seconds}
+
+@_one_thread
+def _fit_job(job: dict) -> dict:
+    "Train one (fold, seed, regime) and write its record atomically; runs in the main or a worker process."
+    t0 = time.time()
+    xt, yt, evals, rec = _prepare_job(job)
     m = job['method']
     if m.kind == 'sklearn':   # fitted once: a single "epoch" of decision scores
         seed_everything(job['seed'])
@@ -233,23 +270,74 @@ def _fit_job(job: dict) -> dict:
             logs, losses, extra = m.post_train(model, xt, yt, evals, job['preset'], job['seed'], job['device'],
                                                job['progress'], logs, losses)
             rec.update({f'post_{k}': np.asarray(v) for k, v in extra.items()})
-    rec.update(test_logits=logs['test'], train_loss=losses, train_idx=tr, seconds=np.float64(time.time() - t0))
-    if 'val' in logs: rec['val_logits'] = logs['val']
-    buf = io.BytesIO(); np.savez_compressed(buf, **rec)
-    atomic_write(job['path'], buf.getvalue())
-    return {'path': job['path'], 'seconds': time.time() - t0}
+    return _write_job(job, rec, logs, losses, time.time() - t0)
+
+@_one_thread
+def _fit_group(jobs: list) -> list:
+    "Train several folds (same seed, regime and model) as one batched computation (`mer_nb.foldpar`) and write their records."
+    from mer_nb.foldpar import train_folds
+    if len(jobs) == 1: return [_fit_job(jobs[0])]
+    t0 = time.time()
+    prepared = [_prepare_job(j) for j in jobs]
+    j0 = jobs[0]
+    out = train_folds([(xt, yt, ev) for xt, yt, ev, _ in prepared], j0['preset'], j0['seed'], j0['device'], j0['model_kw'], j0['method'])
+    sec = (time.time() - t0) / len(jobs)
+    return [_write_job(j, {**rec, 'fold_batch': np.int64(len(jobs))}, logs, losses, sec)
+            for j, (_, _, _, rec), (logs, losses) in zip(jobs, prepared, out)]
 
 def _init_worker():
     torch.set_num_threads(1)
 
+def _fold_batch(fold_batch, jobs: list, workers: int, device: str) -> int:
+    "How many folds to train as one batched computation: explicit, else $MER_NB_FOLD_BATCH, else 'auto' on CUDA and 1 on the CPU."
+    if fold_batch is None: fold_batch = os.environ.get('MER_NB_FOLD_BATCH') or ('auto' if str(device).startswith('cuda') else 1)
+    if fold_batch in (1, '1') or not jobs: return 1
+    m = jobs[0]['method']
+    if m.kind != 'torch' or m.post_train is not None: return 1
+    from mer_nb.foldpar import auto_fold_batch, can_batch
+    if fold_batch == 'auto': return auto_fold_batch(jobs[0]['preset'], len(jobs), workers, device, m, jobs[0]['model_kw'])
+    try: fb = int(fold_batch)
+    except ValueError: raise MerError(f"fold_batch must be a positive integer or 'auto', not {fold_batch!r}") from None
+    if fb < 1: raise MerError(f"fold_batch must be a positive integer or 'auto', not {fold_batch!r}")
+    if fb > 1:
+        with torch.device('meta'): model = build_model(jobs[0]['preset'], m, **(jobs[0]['model_kw'] or {}))
+        if can_batch(model): return 1
+    return fb
+
+def shard() -> tuple[int, int]:
+    "(rank, world size) of this process under `torchrun` (from $RANK and $WORLD_SIZE); (0, 1) otherwise."
+    try: rank, world = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
+    except ValueError: raise MerError(f"RANK={os.environ.get('RANK')!r} / WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}: not integers") from None
+    if not (world >= 1 and 0 <= rank < world): raise MerError(f'RANK={rank} is not in 0..WORLD_SIZE-1 (WORLD_SIZE={world})')
+    return rank, world
+
+def _wait_for(paths, rank: int, world: int, poll: float = 1.0) -> None:
+    "Block until every fold record exists (written by this or another rank); say what is missing now and then."
+    t0, said = time.time(), 0.0
+    while True:
+        missing = [p for p in paths if not Path(p).exists()]
+        if not missing: return
+        if time.time() - said > 60:
+            print(f'[rank {rank}/{world}] waiting for {len(missing)} fold record(s) from other ranks, e.g. {missing[0]}', flush=True)
+            said = time.time()
+        time.sleep(poll)
+
 def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k: int = 5, seeds=(0,),
            selections=('last', 'best-on-test'), model_kw: dict | None = None, method: str = 'HTNet',
-           workers: int | None = None, device: str | None = None, progress: bool = True, augment=None) -> pd.DataFrame:
-    "Train every fold x seed (resuming from `out`) and return the test predictions of every selection mode."
+           workers: int | None = None, device: str | None = None, progress: bool = True, augment=None,
+           fold_batch: int | str | None = None) -> pd.DataFrame:
+    """Train every fold x seed (resuming from `out`) and return the test predictions of every selection mode.
+    `fold_batch`: folds trained together as one batched computation (`mer_nb.foldpar`; an int, or 'auto' from the
+    device and its free memory); default `$MER_NB_FOLD_BATCH`, else 'auto' on CUDA and 1 (one fold at a time) on the CPU.
+    Methods with a `post_train` step, scikit-learn methods and models with buffers or dropout always run one fold at a time.
+    Under `torchrun` ($RANK, $WORLD_SIZE) each rank trains every WORLD_SIZE-th group of folds still missing, writes
+    them into `out` (which all ranks must share) and waits for the others' before returning the same predictions."""
     preset = get_preset(preset)
     for s in selections:
         if s not in SELECTIONS: raise MerError(f'unknown selection {s!r} (choose from {", ".join(SELECTIONS)})')
+    rank, world = shard()
     device = device or default_device()
+    if device == 'cuda' and world > 1 and 'LOCAL_RANK' in os.environ: device = f"cuda:{int(os.environ['LOCAL_RANK'])}"   # one GPU per rank
     workers = workers or preset.workers
     spec = get_method(method)
     x = spec.inputs(ds)
@@ -267,13 +355,26 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
                                      preset=preset, model_kw=model_kw, device=device, path=p, method=spec, augment=augment,
                                      progress=progress and workers == 1 and preset.epochs > 20))
     if len(paths) > len(jobs) and jobs and progress: print(f'resuming: {len(paths) - len(jobs)} of {len(paths)} fold runs already on disk')
-    bar = tqdm(total=len(jobs), desc=f'{method} {protocol} folds', disable=not progress or not jobs)
-    if workers > 1 and len(jobs) > 1 and device == 'cpu':
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context('spawn'), initializer=_init_worker) as ex:
-            for _ in ex.map(_fit_job, jobs): bar.update()
+    fb = _fold_batch(fold_batch, jobs, workers, device)
+    groups = [[j] for j in jobs]
+    if fb > 1:    # same seed and regime per group, `fb` folds each
+        by = {}
+        for j in jobs: by.setdefault((j['seed'], j['regime']), []).append(j)
+        groups = [g[i:i + fb] for g in by.values() for i in range(0, len(g), fb)]
+    if world > 1:
+        groups = groups[rank::world]
+        for g in groups:
+            for j in g: j['rank'] = rank
+        jobs = [j for g in groups for j in g]
+    bar = tqdm(total=len(jobs), desc=f'{method} {protocol} folds' + (f' ({fb} at a time)' if fb > 1 else ''), disable=not progress or not jobs)
+    fit = _fit_group if fb > 1 else (lambda g: [_fit_job(g[0])])
+    if workers > 1 and len(groups) > 1 and device == 'cpu':
+        with ProcessPoolExecutor(min(workers, len(groups)), mp_context=mp.get_context('spawn'), initializer=_init_worker) as ex:
+            for r in ex.map(_fit_group if fb > 1 else _fit_job, groups if fb > 1 else jobs): bar.update(len(r) if isinstance(r, list) else 1)
     else:
-        for job in jobs: _fit_job(job); bar.update()
+        for g in groups: bar.update(len(fit(g)))
     bar.close()
+    if world > 1: _wait_for(paths.values(), rank, world)
     return collect_predictions(ds, paths, folds, selections, method, protocol)
 
 def collect_predictions(ds, paths, folds, selections, method, protocol) -> pd.DataFrame:

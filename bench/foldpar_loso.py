@@ -1,0 +1,57 @@
+"""LOSO with the quick preset: fold-parallel (`run_cv(fold_batch='auto')`) against one fold at a time, same workers.
+
+    python bench/foldpar_loso.py --data ../shared/data/megc2019_composite            # all 68 folds, 2 workers
+    python bench/foldpar_loso.py --folds 8 --workers 1                                # a first look
+    python bench/foldpar_loso.py --data ... --baseline reference                      # one at a time on the reference HTNet path
+
+Trains every fold twice into a temporary folder (nothing is resumed from earlier runs) and prints the wall time of
+each, their ratio, how many test predictions agree and the UF1 of each under the `last` selection. Not a test.
+"""
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--data', default=None, help='composite folder (default: the embedded synthetic set)')
+    ap.add_argument('--preset', default='quick')
+    ap.add_argument('--folds', type=int, default=None, help='only the first N subjects as test folds (default: all)')
+    ap.add_argument('--workers', type=int, default=2)
+    ap.add_argument('--fold-batch', default='auto')
+    ap.add_argument('--baseline', choices=['fast', 'reference'], default='fast',
+                    help='HTNet path of the one-fold-at-a-time run (default: fast, the same as the fold-parallel run)')
+    a = ap.parse_args(argv)
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    import mer_nb.htnet as H
+    import mer_nb.train as T
+    from mer_nb.experiments import load_data
+    from mer_nb.metrics import uf1
+    ds = load_data(a.data, a.preset)
+    if a.folds:      # keep every subject for training, test only on the first N folds' subjects
+        keep = set(sorted(set(ds.subjects.astype(str)))[:a.folds])
+        orig = T.make_folds
+        T.make_folds = lambda subjects, *args, **kw: [f for f in orig(subjects, *args, **kw) if f[0][4:] in keep]
+    pre = T.get_preset(a.preset)
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        for name, fb in (('one at a time', 1), ('fold-parallel', a.fold_batch)):
+            ref = name == 'one at a time' and a.baseline == 'reference'
+            if ref: H.HTNet.fast = property(lambda self: False, lambda self, v: None)   # the reference path everywhere (workers too)
+            t = time.perf_counter()
+            pr = T.run_cv(ds, pre, f'{d}/{fb}', selections=('last',), workers=a.workers, fold_batch=fb, progress=False, device='cpu')
+            out[name] = (time.perf_counter() - t, pr)
+            if ref: del H.HTNet.fast
+    (ts, ps), (tp, pp) = out['one at a time'], out['fold-parallel']
+    n_folds = ps.fold.nunique()
+    print(f'{a.preset} preset, {n_folds} LOSO folds of {ds.name} ({len(ps)} test samples), {a.workers} worker(s), 1 thread each')
+    print(f'  one at a time ({a.baseline} HTNet): {ts:7.1f} s   UF1 {uf1(ps.label, ps.pred):.4f}')
+    print(f'  fold-parallel ({a.fold_batch}):        {tp:7.1f} s   UF1 {uf1(pp.label, pp.pred):.4f}')
+    print(f'  speed-up {ts / tp:.2f}x   predictions agreeing {np.mean(ps.pred.to_numpy() == pp.pred.to_numpy()):.1%}')
+
+
+if __name__ == '__main__':
+    main()
