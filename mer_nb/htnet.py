@@ -210,7 +210,7 @@ def _attention_last(attn: Attention, x):
         o = _lin(x, attn.to_qkv, slice(2 * inner, 3 * inner))
     else:
         q, k, v = _lin(x, attn.to_qkv).reshape(b, h * w, 3, H, d).permute(2, 0, 3, 1, 4)
-        o = F.scaled_dot_product_attention(q, k, v, scale=attn.scale).transpose(1, 2).reshape(b, h, w, inner)
+        o = (((q @ k.transpose(-1, -2)) * attn.scale).softmax(-1) @ v).transpose(1, 2).reshape(b, h, w, inner)
     return attn.to_out[1](_lin(o, attn.to_out[0]))
 
 def _transformer_last(tr: Transformer, x):
