@@ -312,8 +312,11 @@ def cpu_latency_ms(model, image_size: int, reps: int = 30) -> float:
     return 1e3 * float(np.median(ts))
 
 def table5(preset='smoke', data=None, out='reports/table5', seeds=(0,), selections=('last',), protocol: str = 'loso', k: int = 5,
-           workers: int | None = None, progress: bool = True, runs=None, method: str = 'ESAAT', latency_reps: int = 30) -> dict:
-    "Table 5 (HTNet+LAPE vs +ESAAT): writes table5.csv, table5.md, table5_scores.png, table5_removed.csv under `out`."
+           workers: int | None = None, progress: bool = True, runs=None, method: str = 'ESAAT', latency_reps: int = 30,
+           config: str = 'preset', attending: dict | None = None) -> dict:
+    """Table 5 (HTNet+LAPE vs +ESAAT) at the preset's configuration (`config='preset'`: table5.csv, table5.md,
+    table5_scores.png, table5_removed.csv under `out`) or at Table 4's attending one (`'attending'`: the same files
+    named table5_attending*)."""
     import matplotlib.pyplot as plt
     from collections import Counter
     from mer_nb.esaat import esaat_records, plot_scores
@@ -322,7 +325,10 @@ def table5(preset='smoke', data=None, out='reports/table5', seeds=(0,), selectio
     p = get_preset(preset)
     ds = load_data(data, preset)
     step = get_method(method).post_train
-    kw = {'pos_emb': 'lape'}
+    known = {'preset': {}, 'attending': dict(ATTENDING.get(p.name, ATTENDING['quick']) if attending is None else attending)}
+    if config not in known: raise MerError(f"table5: unknown configuration {config!r} (choose 'preset' or 'attending')")
+    kw = {**known[config], 'pos_emb': 'lape'}
+    stem = 'table5' if config == 'preset' else f'table5_{config}'
     rd = runs_dir(out, runs)
     base = run_cv(ds, p, rd, protocol, k, seeds, selections, model_kw=kw, workers=workers, progress=progress).assign(method='HTNet+LAPE')
     es = run_cv(ds, p, rd, protocol, k, seeds, selections, model_kw=kw, method=method, workers=workers, progress=progress).assign(method='HTNet+LAPE+ESAAT')
@@ -334,7 +340,7 @@ def table5(preset='smoke', data=None, out='reports/table5', seeds=(0,), selectio
     freq = pd.DataFrame([{'level': l, 'layer': j, 'removed in folds': sum((l, j) in r['removed'] for r in recs), 'folds': len(recs),
                           'mean TE before removal (nats)': float(np.nanmean([r['scores'][0][i] for r in recs]))}
                          for i, (l, j) in enumerate(keys)])
-    freq.to_csv(out/'table5_removed.csv', index=False)
+    freq.to_csv(out/f'{stem}_removed.csv', index=False)
     # the ESAAT runs' own pre-pruning models against the HTNet+LAPE run: the same training, so the same predictions
     b0 = base[(base.selection == 'last')].set_index(['seed', 'id']).pred
     agree = [float(np.mean(np.asarray(r['base_test_logits']).argmax(-1) == b0.loc[r['seed']].loc[ds.ids[r['test_idx']]].to_numpy()))
@@ -354,15 +360,15 @@ def table5(preset='smoke', data=None, out='reports/table5', seeds=(0,), selectio
     cost_long = cost.melt(id_vars=['method'], value_vars=['params', 'flops', 'cpu_ms_per_sample', 'layers_removed', 'param_reduction'],
                           var_name='metric').assign(dataset='model', run='ours', protocol=protocol, selection='')
     table = pd.concat([scores, cost_long], ignore_index=True).reindex(columns=SCORE_COLS)
-    table.to_csv(out/'table5.csv', index=False)
-    preds.to_csv(out/'table5_predictions.csv', index=False)
+    table.to_csv(out/f'{stem}.csv', index=False)
+    preds.to_csv(out/f'{stem}_predictions.csv', index=False)
     n_att = len(keys)
     ct = cost.assign(params=cost.params.map('{:,}'.format), flops=(cost.flops / 1e6).map('{:.2f} M'.format),
                      cpu_ms_per_sample=cost.cpu_ms_per_sample.map('{:.2f}'.format), param_reduction=(cost.params / cost.params.iloc[0] - 1).map('{:+.2%}'.format))
     ct = ct.rename(columns={'flops': 'FLOPs/sample', 'cpu_ms_per_sample': 'CPU ms/sample (1 thread)',
                             'layers_removed': f'attention sub-layers removed (of {n_att})', 'param_reduction': 'parameters vs HTNet+LAPE'})
     md = '\n\n'.join([
-        '# Table 5: ESAAT (entropy-based selection + agent attention)', protocol_line(ds, preset, protocol, k, seeds),
+        '# Table 5: ESAAT (entropy-based selection + agent attention)' + ('' if config == 'preset' else f', {config} configuration'), protocol_line(ds, preset, protocol, k, seeds),
         f'**ESAAT** (`{method}`): {step!r}. Scores I(Z; A_l | H_l) from each fold\'s training subjects only; '
         f'{step.finetune:.0%} of the epochs ({max(1, round(step.finetune * p.epochs))}) of fine-tuning. The paper reports '
         '"approximately 18%" fewer parameters. Model: ' + config_label(cfg_b) + '.',
@@ -373,7 +379,7 @@ def table5(preset='smoke', data=None, out='reports/table5', seeds=(0,), selectio
         freq.to_markdown(index=False),
         (f'Check: the ESAAT runs\' own models before pruning predict as the HTNet+LAPE run on {np.mean(agree):.1%} of the test '
          'samples (the same training, seed and folds).' if agree else '')])
-    (out/'table5.md').write_text(md + '\n')
+    (out/f'{stem}.md').write_text(md + '\n')
     mean_scores = {k_: float(v) for k_, v in zip(keys, np.nanmean([r['scores'][0] for r in recs], 0))}
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(keys)), 3.4))
     fq = freq.set_index(['level', 'layer'])['removed in folds']
@@ -382,9 +388,9 @@ def table5(preset='smoke', data=None, out='reports/table5', seeds=(0,), selectio
                       f'red: removed in most folds; label: folds where removed; preset {p.name}')
     for i, k_ in enumerate(sorted(keys, key=lambda t: (-t[0], t[1]))):      # plot_scores' order
         ax.annotate(f'{fq.loc[k_]}/{len(recs)}', (i, mean_scores[k_]), ha='center', va='bottom', fontsize=7)
-    fig.tight_layout(); fig.savefig(out/'table5_scores.png', dpi=120); plt.close(fig)
+    fig.tight_layout(); fig.savefig(out/f'{stem}_scores.png', dpi=120); plt.close(fig)
     return {'dataset': ds, 'predictions': preds, 'scores': table, 'cost': cost, 'removed': freq, 'records': recs,
-            'markdown': md, 'figure': out/'table5_scores.png'}
+            'markdown': md, 'figure': out/f'{stem}_scores.png'}
 
 # %% ../nbs/07_experiments.ipynb #1a96bb05
 FIG1_INPUTS = ((28, 7, 3), (56, 7, 3), (112, 7, 3), (224, 7, 3), (28, 1, 3), (28, 2, 2))
