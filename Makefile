@@ -12,7 +12,7 @@ OUT ?= reports/$(if $(DATA),$(notdir $(patsubst %/,%,$(DATA))),synthetic)-$(PRES
 JOBS ?= 2
 SYNC_TMP := $(shell mktemp -u /tmp/mer_nb_sync.XXXXXX)
 
-.PHONY: setup test reproduce export sync-check clean
+.PHONY: setup test reproduce bench export sync-check clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,13 @@ test: setup sync-check
 
 reproduce: setup
 	OMP_NUM_THREADS=1 $(BIN)/mer-nb reproduce --preset $(PRESET) $(if $(DATA),--data $(DATA)) $(if $(ONLY),--only $(ONLY)) --out $(OUT)
+
+# Speed ratios measured in one run (not tests): fast vs reference HTNet train step at the paper configuration,
+# fold-parallel vs one-fold-at-a-time LOSO at the quick preset (DATA= the composite for the real set).
+bench: setup
+	$(BIN)/python bench/htnet_step.py
+	$(BIN)/python bench/htnet_step.py --preset quick --batch 32 --steps 30 --threads 1
+	OMP_NUM_THREADS=1 $(BIN)/python bench/foldpar_loso.py $(if $(DATA),--data $(DATA))
 
 clean:
 	rm -rf reports runs .pytest_cache
