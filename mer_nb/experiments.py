@@ -378,7 +378,9 @@ def table5(preset='smoke', data=None, out='reports/table5', seeds=(0,), selectio
         render_table(scores),
         freq.to_markdown(index=False),
         (f'Check: the ESAAT runs\' own models before pruning predict as the HTNet+LAPE run on {np.mean(agree):.1%} of the test '
-         'samples (the same training, seed and folds).' if agree else '')])
+         'samples (the same training, seed and folds; below 100% when one of the two was trained fold-parallel or on the other '
+         'HTNet path: the same function summed in another order, to which a training run is sensitive, see `06a_foldpar`).'
+         if agree else '')])
     (out/f'{stem}.md').write_text(md + '\n')
     mean_scores = {k_: float(v) for k_, v in zip(keys, np.nanmean([r['scores'][0] for r in recs], 0))}
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(keys)), 3.4))
