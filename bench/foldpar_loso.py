@@ -2,7 +2,7 @@
 
     python bench/foldpar_loso.py --data ../shared/data/megc2019_composite            # all 68 folds, 2 workers
     python bench/foldpar_loso.py --folds 8 --workers 1                                # a first look
-    python bench/foldpar_loso.py --data ... --baseline reference                      # one at a time on the reference HTNet path
+    python bench/foldpar_loso.py --data ... --workers 1 --baseline reference          # one at a time on the reference HTNet path
 
 Trains every fold twice into a temporary folder (nothing is resumed from earlier runs) and prints the wall time of
 each, their ratio, how many test predictions agree and the UF1 of each under the `last` selection. Not a test.
@@ -25,6 +25,8 @@ def main(argv=None):
     ap.add_argument('--baseline', choices=['fast', 'reference'], default='fast',
                     help='HTNet path of the one-fold-at-a-time run (default: fast, the same as the fold-parallel run)')
     a = ap.parse_args(argv)
+    if a.baseline == 'reference' and a.workers != 1:
+        ap.error('--baseline reference needs --workers 1 (the reference path is switched on in this process only)')
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     import mer_nb.htnet as H
     import mer_nb.train as T
@@ -40,7 +42,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as d:
         for name, fb in (('one at a time', 1), ('fold-parallel', a.fold_batch)):
             ref = name == 'one at a time' and a.baseline == 'reference'
-            if ref: H.HTNet.fast = property(lambda self: False, lambda self, v: None)   # the reference path everywhere (workers too)
+            if ref: H.HTNet.fast = property(lambda self: False, lambda self, v: None)   # the reference path in this process
             t = time.perf_counter()
             pr = T.run_cv(ds, pre, f'{d}/{fb}', selections=('last',), workers=a.workers, fold_batch=fb, progress=False, device='cpu')
             out[name] = (time.perf_counter() - t, pr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import io
 import json
 import math
 import os
@@ -27,12 +28,10 @@ __all__ = ['N_CLASSES', 'DIFFUSION_PRESETS', 'CHUNK', 'make_scheduler', 'cosine_
            'fit_ddpm', 'sample', 'separable_toy', 'bright_channel', 'quality_report', 'subject_groups',
            'loso_test_subject', 'default_cache', 'DiffusionAugment', 'fold_records', 'fit_records']
 
-# %% ../nbs/12_diffusion.ipynb #40c57dee
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
-
 # %% ../nbs/12_diffusion.ipynb #724c3e2b
 def make_scheduler(timesteps: int = 1000, spacing: str = 'leading') -> DDPMScheduler:
     "The training (and ancestral sampling) scheduler: cosine schedule, epsilon prediction, x0 clipped to [-1, 1]."
+    from diffusers import DDPMScheduler
     return DDPMScheduler(num_train_timesteps=timesteps, beta_schedule='squaredcos_cap_v2', prediction_type='epsilon',
                          clip_sample=True, timestep_spacing=spacing)
 
@@ -82,6 +81,7 @@ def make_unet(cfg: DDPMConfig, size: int = 28, in_channels: int = 3) -> UNet2DMo
     down = ['DownBlock2D'] * n
     up = ['UpBlock2D'] * n
     if cfg.attention: down[-1], up[0] = 'AttnDownBlock2D', 'AttnUpBlock2D'
+    from diffusers import UNet2DModel
     return UNet2DModel(sample_size=size, in_channels=in_channels, out_channels=in_channels, block_out_channels=tuple(cfg.channels),
                        layers_per_block=cfg.layers_per_block, down_block_types=tuple(down), up_block_types=tuple(up),
                        norm_num_groups=cfg.norm_groups, num_class_embeds=N_CLASSES + 1, add_attention=cfg.attention,
@@ -159,7 +159,10 @@ def sample(ddpm: DDPM, labels, seed: int = 0, steps: int | None = None, sampler:
     device = device or next(ddpm.unet.parameters()).device
     unet = ddpm.unet.to(device).eval()
     ddpm_sched = make_scheduler(cfg.timesteps, spacing or cfg.spacing)
-    sched = DDIMScheduler.from_config(ddpm_sched.config) if sampler == 'ddim' else ddpm_sched
+    sched = ddpm_sched
+    if sampler == 'ddim':
+        from diffusers import DDIMScheduler
+        sched = DDIMScheduler.from_config(ddpm_sched.config)
     size, ch = unet.config.sample_size, unet.config.in_channels
     g = torch.Generator().manual_seed(seed)
     out = []
@@ -334,7 +337,7 @@ class DiffusionAugment:
             meta = json.loads((kdir/'meta.json').read_text())
             return DDPM(unet.to(self.device or default_device()).eval(), self.config, np.asarray(meta['losses'], np.float32), meta['seconds'])
         gen = fit_ddpm(x, y, self.config, seed=seed, device=self.device, progress=self.progress)
-        buf = __import__('io').BytesIO(); torch.save({k: v.cpu() for k, v in gen.unet.state_dict().items()}, buf)
+        buf = io.BytesIO(); torch.save({k: v.cpu() for k, v in gen.unet.state_dict().items()}, buf)
         atomic_write(kdir/'model.pt', buf.getvalue())
         atomic_write(kdir/'meta.json', json.dumps(dict(config=asdict(self.config), seed=int(seed), group=group, groups=self.groups,
                      fit_subjects=fit_subs, n_fit=int(len(y)), fit_counts=np.bincount(y, minlength=N_CLASSES).tolist(),
@@ -348,7 +351,7 @@ class DiffusionAugment:
             p = kdir/f'class{c}_chunk{j}.npy'
             if not p.is_file():
                 xs = gen.sample(np.full(CHUNK, c), seed=int(_hash(int(seed), c, j), 16) % 2 ** 31, device=self.device)
-                buf = __import__('io').BytesIO(); np.save(buf, xs); atomic_write(p, buf.getvalue())
+                buf = io.BytesIO(); np.save(buf, xs); atomic_write(p, buf.getvalue())
             parts.append(np.load(p))
         return np.concatenate(parts)[:n] if parts else np.zeros((0, *shape), np.float32)
 

@@ -20,9 +20,9 @@ from .baselines import BASELINES, REFERENCES, USES_FACES, describe_input   # imp
 # %% auto #0
 __all__ = ['DATASET_NAMES', 'REPORTED', 'NOT_REPORTED', 'NOT_REPORTED_RUN', 'TABLE1_METHODS', 'TABLE1_ORDER', 'SINGLE_FIT',
            'POS_NAMES', 'ATTENDING', 'SCORE_COLS', 'FIG1_INPUTS', 'AUG_VARIANTS', 'AUG_COLS', 'load_data',
-           'reported_rows', 'not_reported_rows', 'render_table', 'protocol_line', 'table1', 'runs_dir', 'model_config',
-           'tokens_per_block', 'config_label', 'model_cost', 'table4', 'cpu_latency_ms', 'table5', 'fig1',
-           'default_aug_methods', 'augmentation_runs', 'paired_gain', 'table3', 'load_table2_data', 'table2']
+           'reported_rows', 'not_reported_rows', 'render_table', 'protocol_line', 'table1', 'model_configs', 'runs_dir',
+           'model_config', 'tokens_per_block', 'config_label', 'model_cost', 'table4', 'cpu_latency_ms', 'table5',
+           'fig1', 'default_aug_methods', 'augmentation_runs', 'paired_gain', 'table3', 'load_table2_data', 'table2']
 
 # %% ../nbs/07_experiments.ipynb #baefc85b
 def load_data(data=None, preset='smoke', seed: int = 0, faces: bool = False) -> MERDataset:
@@ -204,6 +204,11 @@ ATTENDING = {   # model overrides (of the preset's) for the configuration with 4
     'paper': dict(patch_size=2, num_hierarchies=2, block_repeats=(2, 10)),
 }
 
+def model_configs(preset, attending: dict | None = None) -> dict:
+    "Tables 4 and 5's configurations as HTNet overrides of the preset's model: 'preset' (none) and 'attending' (49 tokens per block)."
+    p = get_preset(preset)
+    return {'preset': {}, 'attending': dict(ATTENDING.get(p.name, ATTENDING['quick']) if attending is None else attending)}
+
 def runs_dir(out, runs=None) -> Path:
     "The training-run cache: `runs`, else $MER_NB_RUNS, else `<out>/../runs`, shared by all artefacts of one `reproduce` (Table 4's HTNet row at the preset's configuration is Table 1's HTNet run, Table 3's run without augmentation is Table 5's ESAAT run)."
     if runs: return Path(runs)
@@ -258,7 +263,7 @@ def table4(preset='smoke', data=None, out='reports/table4', seeds=(0,), selectio
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     p = get_preset(preset)
     ds = load_data(data, preset)
-    known = {'preset': {}, 'attending': dict(ATTENDING.get(p.name, ATTENDING['quick']) if attending is None else attending)}
+    known = model_configs(p, attending)
     bad = [c for c in configs if c not in known]
     if bad: raise MerError(f"table4: unknown configuration(s) {bad} (choose from 'preset', 'attending')")
     configs = {c: known[c] for c in configs}
@@ -325,7 +330,7 @@ def table5(preset='smoke', data=None, out='reports/table5', seeds=(0,), selectio
     p = get_preset(preset)
     ds = load_data(data, preset)
     step = get_method(method).post_train
-    known = {'preset': {}, 'attending': dict(ATTENDING.get(p.name, ATTENDING['quick']) if attending is None else attending)}
+    known = model_configs(p, attending)
     if config not in known: raise MerError(f"table5: unknown configuration {config!r} (choose 'preset' or 'attending')")
     kw = {**known[config], 'pos_emb': 'lape'}
     stem = 'table5' if config == 'preset' else f'table5_{config}'

@@ -275,8 +275,8 @@ def _fit_job(job: dict) -> dict:
 @_one_thread
 def _fit_group(jobs: list) -> list:
     "Train several folds (same seed, regime and model) as one batched computation (`mer_nb.foldpar`) and write their records."
-    from mer_nb.foldpar import train_folds
     if len(jobs) == 1: return [_fit_job(jobs[0])]
+    from mer_nb.foldpar import train_folds
     t0 = time.time()
     prepared = [_prepare_job(j) for j in jobs]
     j0 = jobs[0]
@@ -313,7 +313,7 @@ def shard() -> tuple[int, int]:
 
 def _wait_for(paths, rank: int, world: int, poll: float = 1.0) -> None:
     "Block until every fold record exists (written by this or another rank); say what is missing now and then."
-    t0, said = time.time(), 0.0
+    said = 0.0
     while True:
         missing = [p for p in paths if not Path(p).exists()]
         if not missing: return
@@ -367,12 +367,11 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
             for j in g: j['rank'] = rank
         jobs = [j for g in groups for j in g]
     bar = tqdm(total=len(jobs), desc=f'{method} {protocol} folds' + (f' ({fb} at a time)' if fb > 1 else ''), disable=not progress or not jobs)
-    fit = _fit_group if fb > 1 else (lambda g: [_fit_job(g[0])])
     if workers > 1 and len(groups) > 1 and device == 'cpu':
         with ProcessPoolExecutor(min(workers, len(groups)), mp_context=mp.get_context('spawn'), initializer=_init_worker) as ex:
-            for r in ex.map(_fit_group if fb > 1 else _fit_job, groups if fb > 1 else jobs): bar.update(len(r) if isinstance(r, list) else 1)
+            for r in ex.map(_fit_group, groups): bar.update(len(r))
     else:
-        for g in groups: bar.update(len(fit(g)))
+        for g in groups: bar.update(len(_fit_group(g)))
     bar.close()
     if world > 1: _wait_for(paths.values(), rank, world)
     return collect_predictions(ds, paths, folds, selections, method, protocol)

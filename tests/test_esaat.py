@@ -148,6 +148,7 @@ def test_post_train_hook_sees_training_samples_only(toy_dataset, tmp_path):
         del T.METHODS['hooked']
     x = T.model_input(toy_dataset)
     folds = T.make_folds(toy_dataset.subjects, 'kfold', 2)
+    assert len(seen) == len(folds)                                        # the hook ran once per fold
     for (_, tr, te), xs in zip(folds, seen):
         assert np.array_equal(xs, x[tr])                                  # exactly the fold's training samples
     recs = sorted(tmp_path.rglob('*.npz'))

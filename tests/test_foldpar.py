@@ -16,7 +16,8 @@ def _records(path):
     return out
 
 
-def test_run_cv_fold_parallel_matches_one_at_a_time(toy_dataset, tmp_path):
+def test_run_cv_fold_parallel_matches_one_at_a_time(toy_dataset, tmp_path, monkeypatch):
+    monkeypatch.delenv('MER_NB_FOLD_BATCH', raising=False)
     seq = T.run_cv(toy_dataset, PRESET, tmp_path / 'seq', fold_batch=1, progress=False)
     par = T.run_cv(toy_dataset, PRESET, tmp_path / 'par', fold_batch=4, progress=False)   # 6 folds: groups of 4 and 2
     pd.testing.assert_frame_equal(seq.drop(columns=['p0', 'p1', 'p2']), par.drop(columns=['p0', 'p1', 'p2']))
@@ -31,6 +32,7 @@ def test_run_cv_fold_parallel_matches_one_at_a_time(toy_dataset, tmp_path):
 
 
 def test_fold_parallel_in_worker_processes_and_from_the_environment(toy_dataset, tmp_path, monkeypatch):
+    monkeypatch.delenv('MER_NB_FOLD_BATCH', raising=False)
     seq = T.run_cv(toy_dataset, PRESET, tmp_path / 'seq', progress=False)
     monkeypatch.setenv('MER_NB_FOLD_BATCH', 'auto')
     par = T.run_cv(toy_dataset, PRESET, tmp_path / 'par', workers=2, device='cpu', progress=False)
@@ -45,8 +47,9 @@ def test_methods_that_cannot_be_batched_run_one_fold_at_a_time(toy_dataset, tmp_
     import mer_nb.baselines  # noqa: F401  (registers the baselines)
     assert T._fold_batch(8, [dict(method=T.get_method('LBP-TOP'))], 1, 'cpu') == 1     # scikit-learn
     assert auto_fold_batch(PRESET, 10, method='MobileViT') == 1                          # batch norm
-    T.run_cv(toy_dataset, PRESET, tmp_path, method='STSTNet', fold_batch=3, progress=False)
-    assert len(_records(tmp_path)) == 6
+    T.run_cv(toy_dataset, PRESET, tmp_path, method='STSTNet', fold_batch=3, progress=False)   # batch norm: one at a time
+    recs = _records(tmp_path)
+    assert len(recs) == 6 and all('fold_batch' not in r for r in recs.values())
 
 
 def test_real_folds_one_full_batch_step_equals_sequential(composite_root):
