@@ -5,12 +5,14 @@
     python bench/foldpar_loso.py --data ... --workers 1 --baseline reference          # one at a time on the reference HTNet path
 
 Trains every fold twice into a temporary folder (nothing is resumed from earlier runs) and prints the wall time of
-each, their ratio, how many test predictions agree and the UF1 of each under the `last` selection. Not a test.
+each, their ratio, how many fold records have bit-identical per-epoch test logits and training losses, how many
+test predictions agree, and the UF1 of each under the `last` selection. Not a test.
 """
 import argparse
 import os
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -47,12 +49,20 @@ def main(argv=None):
             pr = T.run_cv(ds, pre, f'{d}/{fb}', selections=('last',), workers=a.workers, fold_batch=fb, progress=False, device='cpu')
             out[name] = (time.perf_counter() - t, pr)
             if ref: del H.HTNet.fast
+        same, n_rec, fb_used = 0, 0, set()
+        for p in sorted(Path(d, '1').rglob('*.npz')):
+            q = Path(d, str(a.fold_batch), p.relative_to(Path(d, '1')))
+            with np.load(p) as r1, np.load(q) as r2:
+                n_rec += 1
+                same += np.array_equal(r1['test_logits'], r2['test_logits']) and np.array_equal(r1['train_loss'], r2['train_loss'])
+                fb_used.add(int(r2['fold_batch']) if 'fold_batch' in r2 else 1)
     (ts, ps), (tp, pp) = out['one at a time'], out['fold-parallel']
     n_folds = ps.fold.nunique()
     print(f'{a.preset} preset, {n_folds} LOSO folds of {ds.name} ({len(ps)} test samples), {a.workers} worker(s), 1 thread each')
     print(f'  one at a time ({a.baseline} HTNet): {ts:7.1f} s   UF1 {uf1(ps.label, ps.pred):.4f}')
-    print(f'  fold-parallel ({a.fold_batch}):        {tp:7.1f} s   UF1 {uf1(pp.label, pp.pred):.4f}')
-    print(f'  speed-up {ts / tp:.2f}x   predictions agreeing {np.mean(ps.pred.to_numpy() == pp.pred.to_numpy()):.1%}')
+    print(f'  fold-parallel ({a.fold_batch}, {"/".join(map(str, sorted(fb_used)))} folds per group): {tp:7.1f} s   UF1 {uf1(pp.label, pp.pred):.4f}')
+    print(f'  speed-up {ts / tp:.2f}x   predictions agreeing {np.mean(ps.pred.to_numpy() == pp.pred.to_numpy()):.1%}   '
+          f'fold records bit-identical (every epoch\'s test logits and loss) {same} of {n_rec}')
 
 
 if __name__ == '__main__':

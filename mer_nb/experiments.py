@@ -383,8 +383,8 @@ def table5(preset='smoke', data=None, out='reports/table5', seeds=(0,), selectio
         render_table(scores),
         freq.to_markdown(index=False),
         (f'Check: the ESAAT runs\' own models before pruning predict as the HTNet+LAPE run on {np.mean(agree):.1%} of the test '
-         'samples (the same training, seed and folds; below 100% when one of the two was trained fold-parallel or on the other '
-         'HTNet path: the same function summed in another order, to which a training run is sensitive, see `06a_foldpar`).'
+         'samples (the same training, seed and folds, so 100% is expected: fold-parallel training is bit-identical, see '
+         '`06a_foldpar`; below 100% only when one of the two came from the reference HTNet path or an older run cache).'
          if agree else '')])
     (out/f'{stem}.md').write_text(md + '\n')
     mean_scores = {k_: float(v) for k_, v in zip(keys, np.nanmean([r['scores'][0] for r in recs], 0))}

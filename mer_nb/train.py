@@ -289,8 +289,8 @@ def _init_worker():
     torch.set_num_threads(1)
 
 def _fold_batch(fold_batch, jobs: list, workers: int, device: str) -> int:
-    "How many folds to train as one batched computation: explicit, else $MER_NB_FOLD_BATCH, else 'auto' on CUDA and 1 on the CPU."
-    if fold_batch is None: fold_batch = os.environ.get('MER_NB_FOLD_BATCH') or ('auto' if str(device).startswith('cuda') else 1)
+    "How many folds to train as one batched computation: explicit, else $MER_NB_FOLD_BATCH, else 'auto'. A speed setting only: the records are the same."
+    if fold_batch is None: fold_batch = os.environ.get('MER_NB_FOLD_BATCH') or 'auto'
     if fold_batch in (1, '1') or not jobs: return 1
     m = jobs[0]['method']
     if m.kind != 'torch' or m.post_train is not None: return 1
@@ -328,7 +328,8 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
            fold_batch: int | str | None = None) -> pd.DataFrame:
     """Train every fold x seed (resuming from `out`) and return the test predictions of every selection mode.
     `fold_batch`: folds trained together as one batched computation (`mer_nb.foldpar`; an int, or 'auto' from the
-    device and its free memory); default `$MER_NB_FOLD_BATCH`, else 'auto' on CUDA and 1 (one fold at a time) on the CPU.
+    device and its free memory; default `$MER_NB_FOLD_BATCH`, else 'auto'). Each fold's record is bit for bit the one
+    it gets trained alone, so this only sets the speed.
     Methods with a `post_train` step, scikit-learn methods and models with buffers or dropout always run one fold at a time.
     Under `torchrun` ($RANK, $WORLD_SIZE) each rank trains every WORLD_SIZE-th group of folds still missing, writes
     them into `out` (which all ranks must share) and waits for the others' before returning the same predictions."""
@@ -355,11 +356,11 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
                                      preset=preset, model_kw=model_kw, device=device, path=p, method=spec, augment=augment,
                                      progress=progress and workers == 1 and preset.epochs > 20))
     if len(paths) > len(jobs) and jobs and progress: print(f'resuming: {len(paths) - len(jobs)} of {len(paths)} fold runs already on disk')
-    fb = _fold_batch(fold_batch, jobs, workers, device)
+    fb = _fold_batch(fold_batch, jobs, workers * world, device)    # 'auto' leaves every rank and worker a share
     groups = [[j] for j in jobs]
-    if fb > 1:    # same seed and regime per group, `fb` folds each
+    if fb > 1:    # same seed and regime per group, `fb` folds each; similar training-set sizes together (same batch counts)
         by = {}
-        for j in jobs: by.setdefault((j['seed'], j['regime']), []).append(j)
+        for j in sorted(jobs, key=lambda j: -len(j['train'])): by.setdefault((j['seed'], j['regime']), []).append(j)
         groups = [g[i:i + fb] for g in by.values() for i in range(0, len(g), fb)]
     if world > 1:
         groups = groups[rank::world]

@@ -52,13 +52,13 @@ def test_killed_run_resumes_without_recomputing(toy_dataset, tmp_path, monkeypat
         return real(job)
 
     monkeypatch.setattr(T, '_fit_job', killed_at_third)
-    with pytest.raises(Killed):
-        T.run_cv(toy_dataset, PRESET, tmp_path / 'run', progress=False)
+    with pytest.raises(Killed):     # one fold at a time (a fold-parallel group writes its folds when the group ends)
+        T.run_cv(toy_dataset, PRESET, tmp_path / 'run', progress=False, fold_batch=1)
     done = sorted(p.stem for p in (tmp_path / 'run').rglob('*.npz'))
     assert done == sorted(calls[:2]) and not list((tmp_path / 'run').rglob('*.tmp'))
 
     calls.clear(); kill[0] = False
-    resumed = T.run_cv(toy_dataset, PRESET, tmp_path / 'run', progress=False)
+    resumed = T.run_cv(toy_dataset, PRESET, tmp_path / 'run', progress=False, fold_batch=1)
     assert len(calls) == 6 - 2 and not set(calls) & set(done)  # finished folds are read, not retrained
     pd.testing.assert_frame_equal(resumed, full)                # and nothing is lost
 
