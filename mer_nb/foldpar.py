@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import MerError, seed_everything
-from .htnet import HTNet, Removed, _blocks_last, _unblocks_last
+from .htnet import HTNet, Removed, _Im2col3, _blocks_last, _patch_tokens, _unblocks_last
 from .train import Preset, _class_weights, build_model, get_method
 
 # %% auto #0
@@ -65,31 +65,32 @@ def _per_fold(fn, x, *params):
     "`fn(x[f], p1[f], ...)` for every fold f, stacked: for operations whose reductions must not see a fold axis."
     return torch.stack([fn(*a) for a in zip(x.unbind(0), *(p.unbind(0) for p in params))])
 
+def _fold_view(t, x):
+    "A per-fold parameter t (G, ...) viewed as (G, 1, ..., 1, C) against x (G, ..., C): broadcast over everything but the fold and channel axes."
+    return t.reshape(len(t), *(1,) * (x.dim() - 2), -1)
+
 def _ln(x, g, b, eps: float):
-    "`ChannelNorm` on channels-last tokens, fold by fold (`F.layer_norm` with the fold's gain and bias)."
-    return _per_fold(lambda xf, gf, bf: F.layer_norm(xf, xf.shape[-1:], gf.reshape(-1), bf.reshape(-1), eps), x, g, b)
+    """`ChannelNorm` on channels-last tokens of G folds: `F.layer_norm` over the last axis (row by row: the fold axis
+    changes nothing), then each fold's gain and bias, as the fast path applies them."""
+    return F.layer_norm(x, x.shape[-1:], eps=eps) * _fold_view(g, x) + _fold_view(b, x)
 
 def _folded(fn, x, n: int):
     "Apply a per-sample layout change (`_blocks_last`, `_unblocks_last`) to (G, B, ...) with the folds kept apart."
     y = fn(x.reshape(-1, *x.shape[2:]), n)
     return y.reshape(x.shape[0], -1, *y.shape[1:])
 
-def _conv3(xf, wf, bf):
-    "One fold's 3x3 convolution on channels-last maps, as the fast path runs it."
-    return F.conv2d(xf.permute(0, 3, 1, 2), wf, bf, padding=1).permute(0, 2, 3, 1)
-
-def forward_folds(model: HTNet, P: dict, img):
-    "HTNet's fast forward for G folds at once: img (G, B, C, S, S), P {parameter name: (G, *shape)} -> logits (G, B, classes)."
-    p = model.patch_size
-    G, B, c, H, W = img.shape
-    x = img.reshape(G, B, c, H // p, p, W // p, p).permute(0, 1, 3, 5, 4, 6, 2).reshape(G, B, H // p, W // p, p * p * c)
+def forward_folds(model: HTNet, P: dict, img, tokens: bool = False):
+    """HTNet's fast forward for G folds at once: img (G, B, C, S, S), P {parameter name: (G, *shape)} -> logits (G, B,
+    classes). `tokens=True`: img is already patch tokens (G, B, S/p, S/p, p*p*C), as `train_folds` lays its data out once."""
+    x = img if tokens else _patch_tokens(img, model.patch_size)
+    G, B = x.shape[:2]
     x = _lin(x, P['to_patch_embedding.weight'], P['to_patch_embedding.bias'])
-    if model.lape is not None: x = _per_fold(lambda xf, lf: xf + lf.permute(0, 2, 3, 1), x, P['lape'])
+    if model.lape is not None: x = x + P['lape'].permute(0, 1, 3, 4, 2)             # (G, 1, h, w, C)
     for i, (level, (tr, agg)) in enumerate(zip(model.levels, model.layers)):
         n, pre = 2 ** level, f'layers.{i}.'
         y = _folded(_blocks_last, x, n)                                  # (G, B*n*n, h, w, C)
         h, w = y.shape[2:4]
-        if tr.pos_emb is not None: y = _per_fold(lambda yf, pf: yf + pf[:h * w].reshape(1, h, w, 1), y, P[pre + '0.pos_emb'])
+        if tr.pos_emb is not None: y = y + P[pre + '0.pos_emb'][:, :h * w].reshape(G, 1, h, w, 1)
         for j, (attn, ff) in enumerate(tr.layers):
             q = f'{pre}0.layers.{j}.'
             if not isinstance(attn, Removed):
@@ -106,10 +107,13 @@ def forward_folds(model: HTNet, P: dict, img):
             y = z + y
         x = _folded(_unblocks_last, y, n)
         if not isinstance(agg, nn.Identity):
-            x = _ln(_per_fold(_conv3, x, P[pre + '1.0.weight'], P[pre + '1.0.bias']), P[pre + '1.1.g'], P[pre + '1.1.b'], agg[1].eps)
+            wc = P[pre + '1.0.weight']                                   # (G, out, in, 3, 3), stored (G, out, 3, 3, in)
+            wc = wc.permute(0, 1, 3, 4, 2).reshape(G, wc.shape[1], -1)   # a view: the fast path's (out, 9 in) weight
+            x = _lin(_Im2col3.apply(x), wc, P[pre + '1.0.bias']).reshape(*x.shape[:-1], wc.shape[1])
+            x = _ln(x, P[pre + '1.1.g'], P[pre + '1.1.b'], agg[1].eps)
             x = agg[2](x.reshape(-1, *x.shape[2:]).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)      # max-pool, per sample
             x = x.reshape(G, B, *x.shape[1:])
-    x = _per_fold(lambda xf: xf.mean(dim=(1, 2)), _ln(x, P['mlp_head.0.g'], P['mlp_head.0.b'], model.mlp_head[0].eps))
+    x = _ln(x, P['mlp_head.0.g'], P['mlp_head.0.b'], model.mlp_head[0].eps).mean(dim=(2, 3))
     return _lin(x, P['mlp_head.2.weight'], P['mlp_head.2.bias'])
 
 # %% ../nbs/06a_foldpar.ipynb #6fe13832
@@ -120,6 +124,9 @@ class _Flat:
     ALIGN = 16                              # floats (64 bytes)
     def __init__(self, model: nn.Module, G: int, device):
         self.names, self.shapes = zip(*[(k, p.shape) for k, p in model.named_parameters()])
+        # 3x3 convolution weights are stored channels-last, (out, kh, kw, in): then the fast path's (out, 9 in) matrix
+        # is a view of each fold's row, as every linear layer's weight is
+        self.cl = [len(s) == 4 and s[2] * s[3] > 1 for s in self.shapes]
         self.sizes = [math.prod(s) for s in self.shapes]
         span = [-(-n // self.ALIGN) * self.ALIGN for n in self.sizes]
         self.offsets = np.concatenate([[0], np.cumsum(span)]).astype(int)
@@ -130,7 +137,9 @@ class _Flat:
 
     def views(self, rows) -> dict:
         "{name: (g, *shape) view} of the rows `rows` (g, N) of `p`, `m1` or a slice of them."
-        return {k: rows[:, a:a + n].view(len(rows), *s) for k, s, a, n in zip(self.names, self.shapes, self.offsets, self.sizes)}
+        g = len(rows)
+        return {k: rows[:, a:a + n].view(g, s[0], s[2], s[3], s[1]).permute(0, 1, 4, 2, 3) if cl else rows[:, a:a + n].view(g, *s)
+                for k, s, a, n, cl in zip(self.names, self.shapes, self.offsets, self.sizes, self.cl)}
 
     def gather(self, grads) -> torch.Tensor:
         "Per-parameter gradients of g folds in the (g, N) row layout, in a buffer kept per g (its gaps stay zero)."
@@ -160,6 +169,15 @@ def _adam_(p, g, m1, m2, steps: np.ndarray, lr: float, wd: float, b1: float = 0.
         if same: pc.addcdiv_(a, denom, value=neg_step)
         else: pc.add_(a.mul(neg_step).div_(denom))       # = addcdiv_ with a value per fold: the same roundings
 
+def _span(fs: list, device):
+    "(True, None) when the folds `fs` are consecutive rows, else (False, their index tensor)."
+    span = fs == list(range(fs[0], fs[-1] + 1))
+    return span, (None if span else torch.as_tensor(fs, device=device))
+
+def _rows(t, fs: list, span: bool, ix):
+    "Rows `fs` of t: a view when consecutive, else a copy (written back with `index_copy_`)."
+    return t[fs[0]:fs[-1] + 1] if span else t.index_select(0, ix)
+
 def _step_groups(n: list, i: int, bs: int) -> list:
     "At batch offset `i`: [(batch size, [folds])], largest first, of the folds that still have samples there."
     by = {}
@@ -184,10 +202,15 @@ def train_folds(data: list, preset: Preset, seed: int = 0, device: str = 'cpu', 
     if why: raise MerError(f'fold-parallel training: {type(base).__name__} cannot be batched: {why}')
     S = _Flat(base, G, device)
     bs, E = preset.batch_size, preset.epochs
-    X = [torch.as_tensor(x, dtype=torch.float32, device=device) for x, _, _ in data]
+    X = [_patch_tokens(torch.as_tensor(x, dtype=torch.float32, device=device), base.patch_size) for x, _, _ in data]   # laid out once
     Y = [torch.as_tensor(y, dtype=torch.long, device=device) for _, y, _ in data]
     W = [None if w is None else w.to(device) for w in (_class_weights(np.asarray(y), preset.class_weight) for _, y, _ in data)]
-    EV = [{k: torch.as_tensor(v, dtype=torch.float32, device=device) for k, v in ev.items()} for _, _, ev in data]
+    EV = [{k: _patch_tokens(torch.as_tensor(v, dtype=torch.float32, device=device), base.patch_size) for k, v in ev.items()} for _, _, ev in data]
+    scored = []                     # (name, folds, their sets stacked): folds whose sets have one size are scored together
+    for k in names:
+        by = {}
+        for f in range(G): by.setdefault(len(EV[f][k]), []).append(f)
+        scored += [(k, fs, torch.stack([EV[f][k] for f in fs])) for size, fs in by.items() if size]
     gens = [torch.Generator().manual_seed(seed) for _ in range(G)]       # each fold's own shuffling, as in train_fold
     logs = [{k: np.zeros((E, len(ev[k]), 3), np.float32) for k in names} for _, _, ev in data]
     losses = np.zeros((G, E), np.float32)
@@ -198,13 +221,11 @@ def train_folds(data: list, preset: Preset, seed: int = 0, device: str = 'cpu', 
         total = [0.0] * G
         for i in range(0, max(n), bs):
             for size, fs in _step_groups(n, i, bs):          # one batched step for the folds whose batch has `size` samples
-                span = fs == list(range(fs[0], fs[-1] + 1))
-                ix = None if span else torch.as_tensor(fs, device=device)
-                p, m1, m2 = ((t[fs[0]:fs[-1] + 1] for t in (S.p, S.m1, S.m2)) if span else
-                             (t.index_select(0, ix) for t in (S.p, S.m1, S.m2)))
+                span, ix = _span(fs, device)
+                p, m1, m2 = (_rows(t, fs, span, ix) for t in (S.p, S.m1, S.m2))
                 P = {k: v.detach().requires_grad_() for k, v in S.views(p).items()}
                 batch = [perms[f][i:i + bs] for f in fs]
-                logits = forward_folds(base, P, torch.stack([X[f][b] for f, b in zip(fs, batch)]))
+                logits = forward_folds(base, P, torch.stack([X[f][b] for f, b in zip(fs, batch)]), tokens=True)
                 ls = [F.cross_entropy(logits[j], Y[f][b], weight=W[f]) for j, (f, b) in enumerate(zip(fs, batch))]
                 g = S.gather(torch.autograd.grad(sum(ls), list(P.values())))
                 for f, l in zip(fs, ls): total[f] += l.item() * size
@@ -215,10 +236,9 @@ def train_folds(data: list, preset: Preset, seed: int = 0, device: str = 'cpu', 
                         for t, tg in ((S.p, p), (S.m1, m1), (S.m2, m2)): t.index_copy_(0, ix, tg)
         losses[:, ep] = [t / k for t, k in zip(total, n)]
         with torch.no_grad():
-            for f in range(G):
-                P = S.views(S.p[f:f + 1])
-                for k, v in EV[f].items():
-                    if len(v): logs[f][k][ep] = forward_folds(base, P, v[None])[0].float().cpu().numpy()
+            for k, fs, v in scored:
+                out = forward_folds(base, S.views(_rows(S.p, fs, *_span(fs, device))), v, tokens=True).float().cpu().numpy()
+                for f, o in zip(fs, out): logs[f][k][ep] = o
     return [(logs[f], losses[f]) for f in range(G)]
 
 # %% ../nbs/06a_foldpar.ipynb #426d4300

@@ -184,12 +184,47 @@ def _hooked(model: nn.Module) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 def _ln(x, norm: ChannelNorm):
-    "A `ChannelNorm` applied to a channels-last tensor."
-    return F.layer_norm(x, x.shape[-1:], norm.g.view(-1), norm.b.view(-1), norm.eps)
+    """A `ChannelNorm` applied to a channels-last tensor: `F.layer_norm` over the last axis, then the gain and the bias
+    as operations of their own (fold-parallel training, `06a_foldpar`, applies G folds' gains in one operation)."""
+    return F.layer_norm(x, x.shape[-1:], eps=norm.eps) * norm.g.view(-1) + norm.b.view(-1)
 
 def _lin(x, conv: nn.Conv2d, rows: slice = slice(None)):
     "A 1x1 convolution (output channels `rows`) applied to a channels-last tensor."
     return F.linear(x, conv.weight[rows].flatten(1), None if conv.bias is None else conv.bias[rows])
+
+def _patch_tokens(img, p: int):
+    "(..., C, S, S) images -> (..., S/p, S/p, p*p*C) channels-last patch tokens, channel order (p1 p2 c) as `embed`'s."
+    *lead, c, H, W = img.shape
+    k = len(lead)
+    x = img.reshape(*lead, c, H // p, p, W // p, p).permute(*range(k), k + 1, k + 3, k + 2, k + 4, k)
+    return x.reshape(*lead, H // p, W // p, p * p * c)
+
+class _Im2col3(torch.autograd.Function):
+    """(..., h, w, C) channels-last maps -> (..., h*w, 9*C): each position's 3x3 neighbourhood (zero padding 1) as one
+    row, taps ordered (kh, kw, C). Forward is a copy; backward adds the nine taps' gradients in a fixed order, so any
+    leading axes (a batch, or folds and a batch in `06a_foldpar`) give every sample the same float operations."""
+    @staticmethod
+    def forward(ctx, x):
+        *lead, h, w, c = x.shape
+        ctx.shape, k = x.shape, len(lead)
+        cols = F.pad(x, (0, 0, 1, 1, 1, 1)).unfold(k, 3, 1).unfold(k + 1, 3, 1)     # (..., h, w, C, 3, 3), a view
+        return cols.permute(*range(k + 2), k + 3, k + 4, k + 2).reshape(*lead, h * w, 9 * c)
+
+    @staticmethod
+    def backward(ctx, g):
+        *lead, h, w, c = ctx.shape
+        g = g.reshape(*lead, h, w, 9, c)
+        gp = g.new_zeros(*lead, h + 2, w + 2, c)
+        for t in range(9):
+            i, j = divmod(t, 3)
+            gp[..., i:i + h, j:j + w, :] += g[..., t, :]
+        return gp[..., 1:h + 1, 1:w + 1, :]
+
+def _conv3_last(x, weight, bias):
+    """A 3x3 convolution (padding 1) of channels-last maps (..., h, w, C_in): one matrix product of the 3x3
+    neighbourhoods (`_Im2col3`) with the weight as (C_out, kh*kw*C_in)."""
+    w = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+    return F.linear(_Im2col3.apply(x), w, bias).reshape(*x.shape[:-1], weight.shape[0])
 
 def _blocks_last(x, n: int):
     "`to_blocks` for channels-last maps: (B, n*h, n*w, C) -> (B*n*n, h, w, C), the same block order."
@@ -229,17 +264,14 @@ def _transformer_last(tr: Transformer, x):
 
 def _forward_fast(model: HTNet, img):
     "`HTNet.forward`, channels-last (the fast path)."
-    p = model.patch_size
-    b, c, H, W = img.shape
-    x = img.reshape(b, c, H // p, p, W // p, p).permute(0, 2, 4, 3, 5, 1).reshape(b, H // p, W // p, p * p * c)   # (p1 p2 c) last
-    x = _lin(x, model.to_patch_embedding)
+    x = _lin(_patch_tokens(img, model.patch_size), model.to_patch_embedding)
     if model.lape is not None: x = x + model.lape.permute(0, 2, 3, 1)
     for level, (transformer, aggregate) in zip(model.levels, model.layers):
         n = 2 ** level
         x = _unblocks_last(_transformer_last(transformer, _blocks_last(x, n)), n)
         if not isinstance(aggregate, nn.Identity):
             conv, norm, pool = aggregate
-            x = _ln(conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1), norm)
+            x = _ln(_conv3_last(x, conv.weight, conv.bias), norm)
             x = pool(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
     return model.mlp_head[2](_ln(x, model.mlp_head[0]).mean(dim=(1, 2)))
 
