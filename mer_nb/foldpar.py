@@ -62,7 +62,7 @@ def _lin(x, w, b=None):
     return y.reshape(*x.shape[:-1], w2.shape[1])
 
 def _per_fold(fn, x, *params):
-    "`fn(x[f], p1[f], ...)` for every fold f, stacked: for operations whose reductions must not see a fold axis."
+    "`fn(x[f], p1[f], ...)` for every fold f, stacked: for products below `bmm`'s BLAS path."
     return torch.stack([fn(*a) for a in zip(x.unbind(0), *(p.unbind(0) for p in params))])
 
 def _fold_view(t, x):
