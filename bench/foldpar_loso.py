@@ -30,6 +30,7 @@ def main(argv=None):
     if a.baseline == 'reference' and a.workers != 1:
         ap.error('--baseline reference needs --workers 1 (the reference path is switched on in this process only)')
     os.environ.setdefault('OMP_NUM_THREADS', '1')
+    import mer_nb.foldpar as FP
     import mer_nb.htnet as H
     import mer_nb.train as T
     from mer_nb.experiments import load_data
@@ -61,6 +62,7 @@ def main(argv=None):
     print(f'{a.preset} preset, {n_folds} LOSO folds of {ds.name} ({len(ps)} test samples), {a.workers} worker(s), 1 thread each')
     print(f'  one at a time ({a.baseline} HTNet): {ts:7.1f} s   UF1 {uf1(ps.label, ps.pred):.4f}')
     print(f'  fold-parallel ({a.fold_batch}, {"/".join(map(str, sorted(fb_used)))} folds per group): {tp:7.1f} s   UF1 {uf1(pp.label, pp.pred):.4f}')
+    print(f"  fold-parallel Adam: {'the compiled one-pass kernel' if FP.fused_adam() else 'torch operations (' + FP._FUSED['why'] + ')'}")
     print(f'  speed-up {ts / tp:.2f}x   predictions agreeing {np.mean(ps.pred.to_numpy() == pp.pred.to_numpy()):.1%}   '
           f'fold records bit-identical (every epoch\'s test logits and loss) {same} of {n_rec}')
 

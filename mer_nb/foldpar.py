@@ -5,8 +5,15 @@
 # %% ../nbs/06a_foldpar.ipynb #8cc661c1
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import math
 import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +25,8 @@ from .htnet import HTNet, Removed, _Im2col3, _blocks_last, _patch_tokens, _unblo
 from .train import Preset, _class_weights, build_model, get_method
 
 # %% auto #0
-__all__ = ['CPU_FOLD_BATCH', 'can_batch', 'forward_folds', 'train_folds', 'fold_bytes', 'free_bytes', 'auto_fold_batch']
+__all__ = ['CPU_FOLD_BATCH', 'can_batch', 'forward_folds', 'fused_adam', 'train_folds', 'fold_bytes', 'free_bytes',
+           'auto_fold_batch']
 
 # %% ../nbs/06a_foldpar.ipynb #ddecc41a
 def can_batch(model: nn.Module) -> str | None:
@@ -169,6 +177,118 @@ def _adam_(p, g, m1, m2, steps: np.ndarray, lr: float, wd: float, b1: float = 0.
         if same: pc.addcdiv_(a, denom, value=neg_step)
         else: pc.add_(a.mul(neg_step).div_(denom))       # = addcdiv_ with a value per fold: the same roundings
 
+
+# %% ../nbs/06a_foldpar.ipynb #fb162038
+_ADAM_C = r"""
+#include <math.h>
+typedef void (*vsqrt_fn)(int, const float *, float *, unsigned long long);
+enum { BLK = 4096 };
+/* torch.optim.Adam's single-tensor step (L2 weight decay, bias correction) in one pass, on columns [0, n) of `rows`
+   rows: p, m1, m2 rows lie `ld` floats apart, g rows `ldg`; row r has its own -lr/(1 - b1^t) and sqrt(1 - b2^t). */
+void mer_adam(float *p, const float *g, float *m1, float *m2, long rows, long n, long ld, long ldg,
+              const float *neg_step, const float *bc2, float wd, float w1, float b2, float c2, float eps,
+              vsqrt_fn vsqrt, unsigned long long mode) {
+    float d[BLK];
+    for (long r = 0; r < rows; r++)
+        for (long c = 0; c < n; c += BLK) {
+            long w = n - c < BLK ? n - c : BLK;
+            float *P = p + r * ld + c, *A = m1 + r * ld + c, *B = m2 + r * ld + c;
+            const float *G = g + r * ldg + c;
+            for (long i = 0; i < w; i++) {
+                float gi = wd != 0.f ? fmaf(P[i], wd, G[i]) : G[i];   /* grad.add(p, alpha=wd)                          */
+                A[i] = fmaf(w1, gi - A[i], A[i]);                     /* m1.lerp_(grad, 1 - b1)                         */
+                B[i] = fmaf(c2 * gi, gi, B[i] * b2);                  /* m2.mul_(b2).addcmul_(grad, grad, value=1 - b2) */
+            }
+            vsqrt((int)w, B, d, mode);                                /* m2.sqrt(), torch's own (MKL) square root       */
+            for (long i = 0; i < w; i++)                              /* p.addcdiv_(m1, sqrt / bc2 + eps, value=neg_step) */
+                P[i] = P[i] + (neg_step[r] * A[i]) / (d[i] / bc2[r] + eps);
+        }
+}
+"""
+_ADAM_FLAGS = ('-O3', '-mavx2', '-mfma', '-ffp-contract=off', '-fno-math-errno', '-shared', '-fPIC')
+_VML_MODE = 0x2 | 0x100 | 0x140000      # VML_HA | VML_ERRMODE_IGNORE | VML_FTZDAZ_OFF: how ATen's vml.h calls vmsSqrt
+_FUSED = {}
+
+def _compile_adam() -> Path:
+    "The kernel as a shared library, compiled once (per source and flags) into ~/.cache/mer_nb/kernels, else a temporary folder."
+    cc = shutil.which(os.environ.get('CC', 'cc'))
+    if cc is None: raise OSError('no C compiler (cc)')
+    key = hashlib.sha1(' '.join((_ADAM_C, *_ADAM_FLAGS)).encode()).hexdigest()[:12]
+    for d in (Path.home()/'.cache'/'mer_nb'/'kernels', Path(tempfile.gettempdir())/'mer_nb_kernels'):
+        so = d/f'adam-{key}.so'
+        if so.exists(): return so
+        try: d.mkdir(parents=True, exist_ok=True)
+        except OSError: continue
+        tmp = d/f'.adam-{key}-{os.getpid()}.so'       # then renamed: processes compiling at once never see half a file
+        subprocess.run([cc, *_ADAM_FLAGS, '-x', 'c', '-', '-o', str(tmp), '-lm'], input=_ADAM_C.encode(), check=True, capture_output=True)
+        os.replace(tmp, so)
+        return so
+    raise OSError('no writable folder for the compiled kernel')
+
+def _kernel_args(steps: np.ndarray, lr: float, wd: float, b1=0.9, b2=0.999, eps=1e-8) -> tuple:
+    "The kernel's per-step arguments: fold f's -lr / (1 - b1^t) and sqrt(1 - b2^t) as float32 (as `_adam_` rounds them), then the constants."
+    ns = torch.tensor(-(lr / (1 - b1 ** steps)), dtype=torch.float32)
+    bc = torch.tensor((1 - b2 ** steps) ** 0.5, dtype=torch.float32)
+    return (ns, bc), (ns.data_ptr(), bc.data_ptr(), wd, 1 - b1, b2, 1 - b2, eps)
+
+def _kernel(fn, p, g, m1, m2, col: int, n: int, args: tuple) -> None:
+    """Adam on columns [col, col + n) of the contiguous float rows p, m1, m2 (g, N), with gradient rows g (g, n),
+    through the compiled kernel `fn`; `args` from `_kernel_args`."""
+    off = col * p.element_size()
+    fn(p.data_ptr() + off, g.data_ptr(), m1.data_ptr() + off, m2.data_ptr() + off, p.shape[0], n, p.shape[1], n,
+       *args[1], fn.vsqrt, _VML_MODE)
+
+def _agrees(step) -> bool:
+    """Whether `step(p, g, m1, m2, steps, lr, wd)` updates rows bit for bit as `_adam_` does: three rows at different
+    (and at equal) step counts, 5,109 columns (a block boundary and a tail), gradients over 15 decades, with and
+    without weight decay, three steps each."""
+    gen = torch.Generator().manual_seed(0)
+    for steps, wd in ((np.array([1., 2., 7.]), 1e-4), (np.array([3., 3., 3.]), 0.0)):
+        a = [torch.randn(3, 5109, generator=gen), torch.zeros(3, 5109), torch.zeros(3, 5109)]
+        b = [t.clone() for t in a]
+        for i in range(3):
+            g = torch.randn(3, 5109, generator=gen) * 10.0 ** torch.randint(-12, 3, (3, 5109), generator=gen)
+            _adam_(a[0], g.clone(), a[1], a[2], steps + i, 1e-3, wd)
+            step(b[0], g.clone(), b[1], b[2], steps + i, 1e-3, wd)
+        if not all(torch.equal(x, y) for x, y in zip(a, b)): return False
+    return True
+
+def fused_adam():
+    """The compiled one-pass Adam (a `ctypes` function), or None where it cannot be built or does not round exactly
+    as `_adam_` (the reason is in `_FUSED['why']`). Built and checked once per process."""
+    if 'fn' in _FUSED: return _FUSED['fn']
+    fn, why = None, None
+    if os.environ.get('MER_NB_FUSED_ADAM', '1') == '0': why = 'switched off by MER_NB_FUSED_ADAM=0'
+    elif platform.machine().lower() not in ('x86_64', 'amd64') or torch.backends.cpu.get_cpu_capability() not in ('AVX2', 'AVX512'):
+        why = f'written for x86-64 with AVX2, not {platform.machine()} with {torch.backends.cpu.get_cpu_capability()}'
+    else:
+        try:
+            lib = sorted(Path(torch.__file__).parent.glob('lib/libtorch_cpu.*'))
+            if not lib: raise OSError('libtorch_cpu not found')
+            vml = ctypes.cast(ctypes.CDLL(str(lib[0])).vmsSqrt, ctypes.c_void_p)   # AttributeError: torch without MKL
+            k = ctypes.CDLL(str(_compile_adam())).mer_adam
+            V, L, Fl = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
+            k.argtypes, k.restype = [V, V, V, V, L, L, L, L, V, V, Fl, Fl, Fl, Fl, Fl, V, ctypes.c_ulonglong], None
+            k.vsqrt = vml
+            if _agrees(lambda p, g, m1, m2, steps, lr, wd: _kernel(k, p, g, m1, m2, 0, p.shape[1], _kernel_args(steps, lr, wd))): fn = k
+            else: why = 'it does not round as torch does on this machine'
+        except (OSError, AttributeError, subprocess.CalledProcessError) as e:
+            why = f'it could not be built: {e}'.strip()
+    _FUSED.update(fn=fn, why=why)
+    return fn
+
+def _adam_step(S: _Flat, p, m1, m2, grads, steps: np.ndarray, lr: float, wd: float) -> None:
+    """One Adam step of the rows p, m1, m2 (g, N) of `S`'s layout, with autograd's per-parameter gradients `grads`:
+    the compiled kernel, parameter by parameter, where `fused_adam()` has one (CPU); else `_adam_` on the gathered
+    gradients. The same numbers either way."""
+    fn = fused_adam() if p.device.type == 'cpu' and p.dtype == torch.float32 and p.is_contiguous() else None
+    if fn is None: return _adam_(p, S.gather(grads), m1, m2, steps, lr, wd)
+    args = _kernel_args(steps, lr, wd)
+    for t, col, n, cl in zip(grads, S.offsets, S.sizes, S.cl):
+        t = (t.permute(0, 1, 3, 4, 2) if cl else t).contiguous()        # the stored layout: a view of autograd's tensor
+        _kernel(fn, p, t, m1, m2, int(col), n, args)
+
+# %% ../nbs/06a_foldpar.ipynb #1bcd615c
 def _span(fs: list, device):
     "(True, None) when the folds `fs` are consecutive rows, else (False, their index tensor)."
     span = fs == list(range(fs[0], fs[-1] + 1))
@@ -227,11 +347,11 @@ def train_folds(data: list, preset: Preset, seed: int = 0, device: str = 'cpu', 
                 batch = [perms[f][i:i + bs] for f in fs]
                 logits = forward_folds(base, P, torch.stack([X[f][b] for f, b in zip(fs, batch)]), tokens=True)
                 ls = [F.cross_entropy(logits[j], Y[f][b], weight=W[f]) for j, (f, b) in enumerate(zip(fs, batch))]
-                g = S.gather(torch.autograd.grad(sum(ls), list(P.values())))
+                grads = torch.autograd.grad(sum(ls), list(P.values()))
                 for f, l in zip(fs, ls): total[f] += l.item() * size
                 steps[fs] += 1
                 with torch.no_grad():
-                    _adam_(p, g, m1, m2, steps[fs], preset.lr, preset.weight_decay)
+                    _adam_step(S, p, m1, m2, grads, steps[fs], preset.lr, preset.weight_decay)
                     if not span:
                         for t, tg in ((S.p, p), (S.m1, m1), (S.m2, m2)): t.index_copy_(0, ix, tg)
         losses[:, ep] = [t / k for t, k in zip(total, n)]

@@ -1,7 +1,12 @@
 """Fold-parallel training (mer_nb.foldpar): bit for bit the trainings of one fold at a time, through run_cv and on real data."""
+import os
+import platform
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import mer_nb.train as T
 from mer_nb.foldpar import auto_fold_batch, train_folds
@@ -72,3 +77,35 @@ def test_real_folds_bit_identical_to_train_fold(composite_root, preset, model_kw
         ref_logs, ref_losses, _ = T.train_fold(xt, yt, ev, preset, seed=0, device='cpu', model_kw=model_kw)
         np.testing.assert_array_equal(logs['test'], ref_logs['test'])
         np.testing.assert_array_equal(losses, ref_losses)
+
+
+def _toy_folds(toy_dataset):
+    x = toy_dataset.flows.astype(np.float32)
+    return [(x[tr], toy_dataset.labels[tr], {'test': x[te]}) for _, tr, te in T.make_folds(toy_dataset.subjects)[:3]]
+
+
+@pytest.mark.parametrize('kernel', ['compiled', 'torch operations'])
+def test_both_adam_paths_bit_identical_to_train_fold(toy_dataset, monkeypatch, kernel):
+    """The compiled one-pass Adam (where the machine has it) and the fallback on torch's operations both give every
+    fold exactly train_fold's logits and losses."""
+    import mer_nb.foldpar as FP
+    if kernel == 'compiled' and FP.fused_adam() is None: pytest.skip(f"no compiled Adam here: {FP._FUSED['why']}")
+    if kernel != 'compiled': monkeypatch.setattr(FP, '_FUSED', {'fn': None, 'why': 'switched off by this test'})
+    data = _toy_folds(toy_dataset)
+    pre = T.get_preset(PRESET, class_weight='balanced', weight_decay=1e-4)
+    for (logs, losses), (xt, yt, ev) in zip(train_folds(data, pre, seed=0), data):
+        ref_logs, ref_losses, _ = T.train_fold(xt, yt, ev, pre, seed=0, device='cpu')
+        np.testing.assert_array_equal(logs['test'], ref_logs['test'])
+        np.testing.assert_array_equal(losses, ref_losses)
+
+
+def test_compiled_adam_is_used_where_it_can_be_built():
+    """On x86-64 with AVX2, a C compiler and torch's MKL, fold-parallel training must not silently fall back to the
+    slower Adam (a torch upgrade that changed a rounding would show up here, not only as lost speed)."""
+    import mer_nb.foldpar as FP
+    if platform.machine().lower() not in ('x86_64', 'amd64') or torch.backends.cpu.get_cpu_capability() not in ('AVX2', 'AVX512'):
+        pytest.skip(f'the kernel is written for x86-64 with AVX2, this is {platform.machine()}')
+    if shutil.which('cc') is None: pytest.skip('no C compiler (cc) on this machine')
+    if not torch.backends.mkl.is_available(): pytest.skip('this torch has no MKL')
+    if os.environ.get('MER_NB_FUSED_ADAM') == '0': pytest.skip('switched off by MER_NB_FUSED_ADAM=0')
+    assert FP.fused_adam() is not None, FP._FUSED['why']
