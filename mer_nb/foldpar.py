@@ -214,16 +214,18 @@ def _compile_adam() -> Path:
     cc = shutil.which(os.environ.get('CC', 'cc'))
     if cc is None: raise OSError('no C compiler (cc)')
     key = hashlib.sha1(' '.join((_ADAM_C, *_ADAM_FLAGS)).encode()).hexdigest()[:12]
+    why = None
     for d in (Path.home()/'.cache'/'mer_nb'/'kernels', Path(tempfile.gettempdir())/'mer_nb_kernels'):
-        so = d/f'adam-{key}.so'
+        so, tmp = d/f'adam-{key}.so', d/f'.adam-{key}-{os.getpid()}.so'   # tmp then renamed: no process sees half a file
         if so.exists(): return so
-        try: d.mkdir(parents=True, exist_ok=True)
-        except OSError: continue
-        tmp = d/f'.adam-{key}-{os.getpid()}.so'       # then renamed: processes compiling at once never see half a file
-        subprocess.run([cc, *_ADAM_FLAGS, '-x', 'c', '-', '-o', str(tmp), '-lm'], input=_ADAM_C.encode(), check=True, capture_output=True)
-        os.replace(tmp, so)
-        return so
-    raise OSError('no writable folder for the compiled kernel')
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            subprocess.run([cc, *_ADAM_FLAGS, '-x', 'c', '-', '-o', str(tmp), '-lm'], input=_ADAM_C.encode(), check=True, capture_output=True)
+            os.replace(tmp, so)
+            return so
+        except subprocess.CalledProcessError as e: why = f"{cc} failed: {(e.stderr.decode(errors='replace').strip().splitlines() or ['?'])[0]}"
+        except OSError as e: why = f'{d}: {e}'
+    raise OSError(why)
 
 def _kernel_args(steps: np.ndarray, lr: float, wd: float, b1=0.9, b2=0.999, eps=1e-8) -> tuple:
     "The kernel's per-step arguments: fold f's -lr / (1 - b1^t) and sqrt(1 - b2^t) as float32 (as `_adam_` rounds them), then the constants."
@@ -272,7 +274,7 @@ def fused_adam():
             k.vsqrt = vml
             if _agrees(lambda p, g, m1, m2, steps, lr, wd: _kernel(k, p, g, m1, m2, 0, p.shape[1], _kernel_args(steps, lr, wd))): fn = k
             else: why = 'it does not round as torch does on this machine'
-        except (OSError, AttributeError, subprocess.CalledProcessError) as e:
+        except (OSError, AttributeError) as e:
             why = f'it could not be built: {e}'.strip()
     _FUSED.update(fn=fn, why=why)
     return fn
