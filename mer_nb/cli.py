@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     r.add_argument('--seeds', default='0', help='comma-separated seeds, e.g. 0,1,2')
     r.add_argument('--workers', type=int, default=None, help="processes training folds in parallel (default: the preset's)")
     t = sub.add_parser('train', help='train HTNet on all samples of a dataset and save its weights (mer_nb.predict)')
-    t.add_argument('--data', default='synthetic', help='synthetic (default), a composite folder, or a CAS(ME)^3 label CSV')
+    t.add_argument('--data', default='synthetic', help='synthetic (default), a composite folder, or a CAS(ME)^3 label CSV (or the folder holding it)')
     t.add_argument('--preset', default='quick', choices=list(PRESETS))
     t.add_argument('--save', required=True, help='weights file to write (state_dict + config)')
     t.add_argument('--seed', type=int, default=0)

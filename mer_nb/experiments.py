@@ -13,6 +13,7 @@ import pandas as pd
 
 from .core import MerError
 from .data import MERDataset, load_composite
+from .sources import find_dataset
 from .metrics import plot_confusion, score_predictions
 from .train import LEAKY, get_method, get_preset, run_cv
 from .baselines import BASELINES, REFERENCES, USES_FACES, describe_input   # importing registers the baselines
@@ -26,13 +27,14 @@ __all__ = ['DATASET_NAMES', 'REPORTED', 'NOT_REPORTED', 'NOT_REPORTED_RUN', 'TAB
 
 # %% ../nbs/07_experiments.ipynb #baefc85b
 def load_data(data=None, preset='smoke', seed: int = 0, faces: bool = False) -> MERDataset:
-    "The dataset an experiment runs on: synthetic (default, sized by the preset) or a composite-layout folder; `faces`: keep apex faces."
-    if data in (None, '', 'synthetic'):
+    "The dataset an experiment runs on (`find_dataset`): synthetic (default, sized by the preset) or a composite-layout folder; `faces`: keep apex faces."
+    kind, root = find_dataset(data)
+    if kind == 'synthetic':
         from mer_nb.synthetic import make_synthetic
         return make_synthetic(**{'seed': seed, **get_preset(preset).synthetic, 'faces': faces})
-    root = Path(data)
-    if (root/'labels.csv').is_file(): return load_composite(root, faces=faces)
-    raise MerError(f'{root}: not a dataset folder (expected labels.csv with flow_uv_os/ beside it, the MEGC2019 composite layout)')
+    if kind == 'composite': return load_composite(root, faces=faces)
+    raise MerError(f'{root}: a CAS(ME)^3 label CSV, but this experiment runs on a composite-layout folder (labels.csv '
+                   f'with flow_uv_os/ beside it); Table 2 is the one that reads CAS(ME)^3')
 
 # %% ../nbs/07_experiments.ipynb #a4fd9f84
 DATASET_NAMES = {'composite': 'Composite', 'smic': 'SMIC', 'samm': 'SAMM', 'casme2': 'CASME II', 'synthetic': 'Synthetic'}
@@ -658,21 +660,10 @@ def table3(preset='smoke', data=None, out='reports/table3', seeds=(0,), selectio
             'markdown': md, 'augment': aug, **figs}
 
 # %% ../nbs/07_experiments.ipynb #3becaa30
-def _casme3_csv(data) -> Path | None:
-    "The CAS(ME)^3 part A label CSV named by `data` (the file, or the one such CSV in a folder without labels.csv), if any."
-    if data in (None, '', 'synthetic'): return None
-    path = Path(data)
-    if path.is_file() and path.suffix.lower() == '.csv': return path
-    if not path.is_dir() or (path/'labels.csv').is_file(): return None
-    from mer_nb.sources import CASME3_COLUMNS
-    csvs = [c for c in sorted(path.glob('*.csv')) if set(CASME3_COLUMNS) <= set(pd.read_csv(c, nrows=0).columns)]
-    if len(csvs) > 1: raise MerError(f'{path}: several CAS(ME)^3 label CSVs ({", ".join(c.name for c in csvs)}): name one')
-    return csvs[0] if csvs else None
-
 def load_table2_data(data, preset, frames=None, flow_method: str = 'tvl1', cache=None, progress: bool = True) -> tuple[MERDataset, str]:
     "(dataset, a sentence saying what it is) for Table 2: CAS(ME)^3 part A when `data` is its root or CSV, else `load_data`."
-    csv = _casme3_csv(data)
-    if csv is not None:
+    kind, csv = find_dataset(data)
+    if kind == 'casme3':
         from mer_nb.sources import load_casme3
         ds, skipped = load_casme3(csv, frames, method=flow_method, cache=cache, progress=progress)
         c = np.bincount(ds.labels, minlength=3)

@@ -19,7 +19,7 @@ from .data import COMPOSITE_COLUMNS, MERDataset, _flow_path
 
 # %% auto #0
 __all__ = ['CASME3_COLUMNS', 'casme3_table', 'write_synthetic_casme3', 'load_casme3', 'check_composite', 'check_casme3',
-           'check_data']
+           'find_dataset', 'check_data']
 
 # %% ../nbs/03a_sources.ipynb #2e96c91c
 CASME3_COLUMNS = ('Subject', 'Filename', 'Onset', 'Apex', 'Offset', 'label_for_3')
@@ -179,14 +179,29 @@ def check_casme3(csv, frames=None) -> list[str]:
             if (p := _check_image(root/getattr(r, c), None)): out.append((r.line, f'{csv}: line {r.line} ({r.id}): {c} frame: {p}'))
     return [m for _, m in sorted(out, key=lambda t: t[0])]
 
-def check_data(path, frames=None) -> list[str]:
-    "Every problem of a dataset: a composite folder, a CAS(ME)^3 CSV (+ `frames`), or a folder with one such CSV."
-    path = Path(path)
-    if path.is_file() and path.suffix.lower() == '.csv': return check_casme3(path, frames)
-    if path.is_dir() and (path/'labels.csv').is_file(): return check_composite(path)
+def _is_casme3_csv(p: Path) -> bool:
+    "Whether the CSV file p has CAS(ME)^3 part A's label columns (an unreadable CSV has not)."
+    try: return set(CASME3_COLUMNS) <= set(pd.read_csv(p, nrows=0).columns)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError): return False
+
+def find_dataset(data) -> tuple[str, Path | None]:
+    """What `data` names, as every entry point reads it (`mer-nb train`/`check`, the experiments): ('synthetic', None)
+    for None, '' or 'synthetic'; ('composite', folder) for a folder with labels.csv; ('casme3', csv) for a CAS(ME)^3
+    part A label CSV, or a folder without labels.csv that holds exactly one. Anything else: a `MerError` naming the path."""
+    if data in (None, '', 'synthetic'): return 'synthetic', None
+    path = Path(data)
+    if path.is_file() and path.suffix.lower() == '.csv': return 'casme3', path
+    if path.is_dir() and (path/'labels.csv').is_file(): return 'composite', path
     if path.is_dir():
-        csvs = [p for p in sorted(path.glob('*.csv')) if set(CASME3_COLUMNS) <= set(pd.read_csv(p, nrows=0).columns)]
-        if len(csvs) == 1: return check_casme3(csvs[0], frames or path)
-        if len(csvs) > 1: return [f'{path}: several CAS(ME)^3 label CSVs ({", ".join(p.name for p in csvs)}): name one']
-    if not path.exists(): return [f'{path}: no such file or folder']
-    return [f'{path}: not a dataset (expected a composite folder with labels.csv, or a CAS(ME)^3 label CSV)']
+        csvs = [p for p in sorted(path.glob('*.csv')) if _is_casme3_csv(p)]
+        if len(csvs) == 1: return 'casme3', csvs[0]
+        if len(csvs) > 1: raise MerError(f'{path}: several CAS(ME)^3 label CSVs ({", ".join(p.name for p in csvs)}): name one')
+    if not path.exists(): raise MerError(f'{path}: no such file or folder')
+    raise MerError(f'{path}: not a dataset (expected a composite folder with labels.csv, or a CAS(ME)^3 label CSV)')
+
+def check_data(path, frames=None) -> list[str]:
+    "Every problem of a dataset (`find_dataset`): a composite folder, a CAS(ME)^3 CSV (+ `frames`), or a folder with one such CSV."
+    try: kind, p = find_dataset(path)
+    except MerError as e: return [str(e)]
+    if kind == 'casme3': return check_casme3(p, frames)
+    return check_composite(p) if kind == 'composite' else []       # the embedded synthetic set has nothing to check

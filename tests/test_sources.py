@@ -62,3 +62,29 @@ def test_data_check_lists_every_problem(tmp_path, capsys):
 def test_data_check_composite(composite_root, capsys):
     assert main(['data', 'check', str(composite_root)]) == 0
     assert 'no problems' in capsys.readouterr().out
+
+
+def test_real_composite_folder_is_read_as_the_composite(composite_root):
+    """The composite folder also holds casme3_part_a_labels.csv; its labels.csv decides what the folder is, for every
+    entry point alike."""
+    from mer_nb.sources import find_dataset
+    assert find_dataset(composite_root) == ('composite', composite_root)
+    assert find_dataset(composite_root / 'casme3_part_a_labels.csv') == ('casme3', composite_root / 'casme3_part_a_labels.csv')
+
+
+def test_entry_points_share_one_reading_of_data(tmp_path):
+    """Table 2's loader, the experiments' loader and `mer-nb train`'s loader accept and refuse the same paths."""
+    from mer_nb.core import MerError
+    from mer_nb.experiments import load_data, load_table2_data
+    from mer_nb.predict import load_training_data
+    from mer_nb.sources import find_dataset
+    csv = write_synthetic_casme3(tmp_path / 'c3', n_subjects=1, per_class=1)
+    assert find_dataset(tmp_path / 'c3') == ('casme3', csv)
+    ds, line = load_table2_data(tmp_path / 'c3', 'smoke', flow_method='farneback', cache=tmp_path / 'cache', progress=False)
+    assert len(ds) == 3 and set(ds.datasets) == {'casme3'} and line.startswith('**Data**: CAS(ME)^3 part A (casme3_part_a_labels.csv)')
+    with pytest.raises(MerError, match='a CAS\\(ME\\)\\^3 label CSV, but this experiment runs on a composite-layout folder'):
+        load_data(tmp_path / 'c3')
+    for load in (load_data, lambda p: load_table2_data(p, 'smoke'), load_training_data):
+        with pytest.raises(MerError, match='nothing: no such file or folder'): load(tmp_path / 'nothing')
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(MerError, match='--data .*empty: not a dataset'): load_training_data(tmp_path / 'empty')
