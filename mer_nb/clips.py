@@ -15,13 +15,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .core import MerError, atomic_write
+from .core import MerError, atomic_write, cache_dir
 from .faces import align_matrix, crop_face, detect_face, fallback_landmarks, plausible, scale_landmarks, to_uint8, transform_points
 from .flow import FARNEBACK_PARAMS, FLOW_METHODS, flow_image
 
 # %% auto #0
-__all__ = ['CACHE_VERSION', 'ClipSample', 'clip_sample', 'read_frame', 'default_cache_dir', 'clip_params', 'FlowCache',
-           'clip_from_files']
+__all__ = ['CACHE_VERSION', 'ClipSample', 'clip_sample', 'read_frame', 'clip_params', 'FlowCache', 'clip_from_files']
 
 # %% ../nbs/02b_clips.ipynb #ad6416fd
 @dataclass
@@ -71,10 +70,6 @@ def read_frame(path, where: str = '') -> np.ndarray:
     if img is None: raise MerError(f'{pre}unreadable frame {path}')
     return img
 
-def default_cache_dir() -> Path:
-    "Where cached clips go: $MER_NB_CACHE, else ~/.cache/mer_nb/clips."
-    return Path(os.environ.get('MER_NB_CACHE') or Path.home()/'.cache'/'mer_nb'/'clips')
-
 def _file_id(path) -> dict:
     p = Path(path).resolve()
     st = p.stat()
@@ -90,7 +85,7 @@ class FlowCache:
     "Clip samples on disk, one .npz per key; `hits` and `misses` count lookups. `root=False` disables it."
     def __init__(self, root=None):
         self.enabled = root is not False
-        self.root = default_cache_dir() if root in (None, True) else Path(root) if self.enabled else None
+        self.root = cache_dir('clips') if root in (None, True) else Path(root) if self.enabled else None
         self.hits = self.misses = 0
 
     def key(self, onset_path, apex_path, params: dict) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['CLASSES', 'MerError', 'seed_everything', 'atomic_write', 'write_json', 'git_revision', 'default_device',
+__all__ = ['CLASSES', 'MerError', 'seed_everything', 'atomic_write', 'write_json', 'git_revision', 'default_device', 'cache_dir',
            'environment_info']
 
 # %% ../nbs/00_core.ipynb #230ca821
@@ -82,6 +82,10 @@ _PACKAGES = ('mer_nb', 'torch', 'numpy', 'pandas', 'scikit-learn', 'scikit-image
 def default_device() -> str:
     "'cuda' when a GPU is visible, else 'cpu'."
     return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+def cache_dir(name: str) -> Path:
+    "Where mer_nb keeps its cache `name` (clips, diffusion, kernels): $MER_NB_CACHE/name, else ~/.cache/mer_nb/name."
+    return Path(os.environ.get('MER_NB_CACHE') or Path.home()/'.cache'/'mer_nb').expanduser()/name
 
 def environment_info() -> dict:
     "Python, platform, package versions, torch threads and the device, for `run.json`."

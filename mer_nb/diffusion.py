@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .core import MerError, atomic_write, default_device, seed_everything
+from .core import MerError, atomic_write, cache_dir, default_device, seed_everything
 
 # %% auto #0
 __all__ = ['N_CLASSES', 'DIFFUSION_PRESETS', 'CHUNK', 'make_scheduler', 'cosine_alpha_bar', 'DDPMConfig', 'make_unet', 'DDPM',
            'fit_ddpm', 'sample', 'separable_toy', 'bright_channel', 'quality_report', 'subject_groups',
-           'loso_test_subject', 'default_cache', 'DiffusionAugment', 'fold_records', 'fit_records']
+           'loso_test_subject', 'DiffusionAugment', 'fold_records', 'fit_records']
 
 # %% ../nbs/12_diffusion.ipynb #724c3e2b
 def make_scheduler(timesteps: int = 1000, spacing: str = 'leading') -> DDPMScheduler:
@@ -262,9 +262,6 @@ def _locked(path: Path):
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
-def default_cache() -> Path:
-    return Path(os.environ.get('MER_NB_CACHE', '~/.cache/mer_nb')).expanduser()/'diffusion'
-
 @dataclass(frozen=True)
 class DiffusionAugment:
     "The trainer's per-fold augmentation hook: fit a class-conditional DDPM on the fold's training subjects, fill classes up."
@@ -316,7 +313,7 @@ class DiffusionAugment:
                            f'use fewer groups')
         counts = np.bincount(y, minlength=N_CLASSES)
         need = np.maximum(0, np.rint(self.ratio * counts.max()).astype(int) - counts)
-        root = Path(self.cache) if self.cache else default_cache()
+        root = Path(self.cache) if self.cache else cache_dir('diffusion')
         key = _hash(repr(self.config), int(seed), fit_subs, _hash(np.ascontiguousarray(x[mask]).tobytes(), y[mask].tobytes()))
         kdir = root/key
         with _locked(root/f'.{key}.lock'):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import MerError, seed_everything
+from .core import MerError, cache_dir, seed_everything
 from .htnet import HTNet, Removed, _Im2col3, _blocks_last, _patch_tokens, _unblocks_last
 from .train import Preset, _class_weights, build_model, get_method
 
@@ -210,12 +210,12 @@ _VML_MODE = 0x2 | 0x100 | 0x140000      # VML_HA | VML_ERRMODE_IGNORE | VML_FTZD
 _FUSED = {}
 
 def _compile_adam() -> Path:
-    "The kernel as a shared library, compiled once (per source and flags) into ~/.cache/mer_nb/kernels, else a temporary folder."
+    "The kernel as a shared library, compiled once (per source and flags) into `cache_dir('kernels')`, else a temporary folder."
     cc = shutil.which(os.environ.get('CC', 'cc'))
     if cc is None: raise OSError('no C compiler (cc)')
     key = hashlib.sha1(' '.join((_ADAM_C, *_ADAM_FLAGS)).encode()).hexdigest()[:12]
     why = None
-    for d in (Path.home()/'.cache'/'mer_nb'/'kernels', Path(tempfile.gettempdir())/'mer_nb_kernels'):
+    for d in (cache_dir('kernels'), Path(tempfile.gettempdir())/'mer_nb_kernels'):
         so, tmp = d/f'adam-{key}.so', d/f'.adam-{key}-{os.getpid()}.so'   # tmp then renamed: no process sees half a file
         if so.exists(): return so
         try:
