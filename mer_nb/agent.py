@@ -14,7 +14,7 @@ from torch import nn
 from .core import MerError
 
 # %% auto #0
-__all__ = ['AgentAttention', 'agent_from_softmax', 'attention_flops', 'attention_ms']
+__all__ = ['AGENT_ONLY', 'AgentAttention', 'load_softmax_weights', 'agent_from_softmax', 'attention_flops', 'attention_ms']
 
 # %% ../nbs/05a_agent.ipynb #1d7bf02e
 class AgentAttention(nn.Module):
@@ -55,15 +55,23 @@ class AgentAttention(nn.Module):
         return self.to_out(o)
 
 # %% ../nbs/05a_agent.ipynb #43ede30f
+AGENT_ONLY = ('dwc.', 'agent_bias', 'query_bias')     # parameters agent attention has and HTNet's softmax attention lacks
+
+def load_softmax_weights(module: nn.Module, state: dict, what: str) -> nn.Module:
+    """Load trained softmax-attention weights `state` into `module` (an agent attention, or a model with some) by name;
+    the agent-only parameters start at zero, and any other missing weight is an error naming it. Returns `module`."""
+    missing, _ = module.load_state_dict(state, strict=False)
+    bad = [k for k in missing if not any(s in k for s in AGENT_ONLY)]
+    if bad: raise MerError(f'{what}: weights missing for {bad[:3]}')
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name in missing: p.zero_()
+    return module
+
 def agent_from_softmax(attn: nn.Module, hw: tuple[int, int], agent_num: int = 4) -> AgentAttention:
     "An `AgentAttention` carrying the trained projections of an HTNet softmax `Attention`; biases and DWC zero."
-    dim = attn.to_qkv.in_channels
-    ag = AgentAttention(dim, attn.heads, hw, agent_num).to(attn.to_qkv.weight.device)
-    with torch.no_grad():
-        ag.to_qkv.weight.copy_(attn.to_qkv.weight)
-        ag.to_out[0].weight.copy_(attn.to_out[0].weight); ag.to_out[0].bias.copy_(attn.to_out[0].bias)
-        for p in (ag.dwc.weight, ag.dwc.bias, ag.agent_bias, ag.query_bias): p.zero_()
-    return ag
+    ag = AgentAttention(attn.to_qkv.in_channels, attn.heads, hw, agent_num).to(attn.to_qkv.weight.device)
+    return load_softmax_weights(ag, attn.state_dict(), 'agent_from_softmax')
 
 # %% ../nbs/05a_agent.ipynb #d1c18a38
 def attention_flops(module: nn.Module, hw: tuple[int, int], dim: int, batch: int = 1) -> int:

@@ -14,6 +14,7 @@ from torch import nn
 
 from .core import MerError
 from .data import model_input
+from .agent import load_softmax_weights
 from .htnet import HTNet, count_params, from_blocks
 from .train import Method, register_method, train_fold
 
@@ -128,16 +129,9 @@ def layer_scores(model: HTNet, x, k: int = 8) -> dict:
 
 # %% ../nbs/10_esaat.ipynb #28602311
 def rebuild(model: HTNet, **changes) -> HTNet:
-    "The same architecture with `changes` (e.g. `removed`, `attention`), trained weights loaded by name."
+    "The same architecture with `changes` (e.g. `removed`, `attention`), trained weights loaded by name (agent-only ones at zero)."
     new = HTNet(**{**model.config, **changes}).to(next(model.parameters()).device)
-    missing, _ = new.load_state_dict(model.state_dict(), strict=False)
-    new_names = ('dwc.', 'agent_bias', 'query_bias')
-    bad = [k for k in missing if not any(s in k for s in new_names)]
-    if bad: raise MerError(f'rebuild: weights missing for {bad[:3]}')
-    with torch.no_grad():
-        for name, p in new.named_parameters():
-            if name in missing: p.zero_()          # agent biases and DWC start at zero
-    return new.train(model.training)
+    return load_softmax_weights(new, model.state_dict(), 'rebuild').train(model.training)
 
 def final_params(config: dict, removed, agent_num: int = 4) -> int:
     "Parameters of the ESAAT model: `removed` left out, agent attention elsewhere (counted on the meta device)."
