@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .core import MerError, atomic_write, cache_dir
-from .faces import align_matrix, crop_face, detect_face, fallback_landmarks, plausible, scale_landmarks, to_uint8, transform_points
+from .faces import align_matrix, crop_face, fallback_landmarks, plausible_face, scale_landmarks, to_uint8, transform_points
 from .flow import FARNEBACK_PARAMS, FLOW_METHODS, flow_image
 
 # %% auto #0
@@ -45,8 +45,8 @@ def clip_sample(onset, apex, method: str = 'tvl1', size: int = 28, face_size: in
     o, a = to_uint8(onset, 'onset frame'), to_uint8(apex, 'apex frame')
     if o.shape != a.shape: raise MerError(f'clip_sample: onset is {o.shape[1]}x{o.shape[0]} but apex is {a.shape[1]}x{a.shape[0]}')
     h, w = o.shape
-    f = detect_face(o)
-    detected = f is not None and bool(plausible(f.landmarks, (w, h)))
+    f = plausible_face(o)
+    detected = f is not None
     if crop:
         M = align_matrix(f.landmarks, face_size, rotate) if detected else _whole_frame_matrix(w, h, face_size)
         o, a = crop_face(o, M, face_size), crop_face(a, M, face_size)

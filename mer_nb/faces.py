@@ -21,8 +21,8 @@ from .data import CANONICAL_LANDMARKS_28, LANDMARKS, MERDataset
 
 # %% auto #0
 __all__ = ['MTCNN_KEYS', 'FACE_TEMPLATE', 'LANDMARK_METHODS', 'Face', 'to_uint8', 'detect_face', 'plausible', 'scale_landmarks',
-           'fallback_landmarks', 'detect_landmarks', 'template', 'align_matrix', 'crop_face', 'transform_points',
-           'with_landmarks']
+           'fallback_landmarks', 'plausible_face', 'detect_landmarks', 'template', 'align_matrix', 'crop_face',
+           'transform_points', 'with_landmarks']
 
 # %% ../nbs/01a_faces.ipynb #42ca2c05
 @lru_cache(maxsize=4)
@@ -101,16 +101,21 @@ def fallback_landmarks(size) -> np.ndarray:
     "The canonical landmarks (mean composite face) in a `size` image (int or (w, h)): the fallback when detection fails."
     return scale_landmarks(CANONICAL_LANDMARKS_28, 28, size)
 
+def plausible_face(img, pad: float = 0.25, min_face_size: int = 20) -> Face | None:
+    "`detect_face`, kept only when its landmarks are `plausible` in the image: what every caller counts as a found face."
+    h, w = np.shape(img)[:2]
+    f = detect_face(img, pad=pad, min_face_size=min_face_size)
+    return f if f is not None and bool(plausible(f.landmarks, (w, h))) else None
+
 def detect_landmarks(images, pad: float = 0.25, min_face_size: int = 20, progress: bool = False,
                      verbose: bool = True) -> tuple[np.ndarray, np.ndarray]:
     "(landmarks (N, 5, 2) in image pixels, found (N,) bool) for a stack of faces; canonical landmarks where not found."
     out, found = [], []
     for img in tqdm(images, desc='landmarks', disable=not progress, mininterval=2):
         h, w = np.shape(img)[:2]
-        f = detect_face(img, pad=pad, min_face_size=min_face_size)
-        ok = f is not None and bool(plausible(f.landmarks, (w, h)))
-        out.append(f.landmarks if ok else fallback_landmarks((w, h)))
-        found.append(ok)
+        f = plausible_face(img, pad, min_face_size)
+        out.append(fallback_landmarks((w, h)) if f is None else f.landmarks)
+        found.append(f is not None)
     found = np.array(found, dtype=bool)
     if verbose and (~found).any():
         print(f'detect_landmarks: no plausible face in {(~found).sum()} of {len(found)} images: canonical landmarks used there')
