@@ -231,18 +231,14 @@ register_method('ESAAT', Method(HTNet, model_input, 'torch', True, 'Zhang et al.
 def esaat_records(ds, preset, runs, protocol: str = 'loso', k: int = 5, seeds=(0,), model_kw: dict | None = None,
                   method: str = 'ESAAT', regime: str = 'full') -> list[dict]:
     "One dict per (seed, fold) of a finished ESAAT `run_cv` under `runs`: removed set, per-step scores, counts."
-    from pathlib import Path
-    from mer_nb.train import get_preset, make_folds, run_key
-    rdir = Path(runs)/run_key(ds, get_preset(preset), protocol, k, regime, model_kw, method)
+    from mer_nb.train import record_paths
     out = []
-    for seed in seeds:
-        for name, _, _ in make_folds(ds.subjects, protocol, k):
-            p = rdir/f'seed{seed}'/f'{name}.npz'
-            if not p.exists(): raise MerError(f'{p}: ESAAT fold record missing (run run_cv first)')
-            with np.load(p) as r:
-                keys = [tuple(map(int, t)) for t in r['post_layer_keys']]
-                out.append(dict(seed=seed, fold=name, removed=[tuple(map(int, t)) for t in r['post_removed']], keys=keys,
-                                scores=r['post_scores'], params_before=int(r['post_params_before']),
-                                params_after=int(r['post_params_after']), test_idx=r['test_idx'],
-                                base_test_logits=r['post_base_test_logits'] if 'post_base_test_logits' in r else None))
+    for (seed, name), p in record_paths(runs, ds, preset, protocol, k, regime, model_kw, method, seeds=seeds).items():
+        if not p.exists(): raise MerError(f'{p}: ESAAT fold record missing (run run_cv first)')
+        with np.load(p) as r:
+            keys = [tuple(map(int, t)) for t in r['post_layer_keys']]
+            out.append(dict(seed=seed, fold=name, removed=[tuple(map(int, t)) for t in r['post_removed']], keys=keys,
+                            scores=r['post_scores'], params_before=int(r['post_params_before']),
+                            params_after=int(r['post_params_after']), test_idx=r['test_idx'],
+                            base_test_logits=r['post_base_test_logits'] if 'post_base_test_logits' in r else None))
     return out

@@ -30,8 +30,8 @@ from .metrics import uf1
 
 # %% auto #0
 __all__ = ['PRESETS', 'METHODS', 'SELECTIONS', 'LEAKY', 'Preset', 'get_preset', 'check_no_leak', 'make_folds', 'Method',
-           'register_method', 'get_method', 'build_model', 'train_fold', 'select_epoch', 'run_key', 'shard', 'run_cv',
-           'collect_predictions']
+           'register_method', 'get_method', 'build_model', 'train_fold', 'select_epoch', 'run_key', 'shard',
+           'record_paths', 'run_cv', 'collect_predictions']
 
 # %% ../nbs/06_train.ipynb #13220ac4
 @dataclass(frozen=True)
@@ -322,6 +322,13 @@ def _wait_for(paths, rank: int, world: int, poll: float = 1.0) -> None:
             said = time.time()
         time.sleep(poll)
 
+def record_paths(out, ds: MERDataset, preset, protocol: str = 'loso', k: int = 5, regime: str = 'full', model_kw: dict | None = None,
+                 method='HTNet', augment=None, seeds=(0,), folds=None) -> dict:
+    "{(seed, fold name): the fold record `run_cv` writes for it} under the run cache `out` (`folds`: `make_folds`'s, if already made)."
+    rdir = Path(out)/run_key(ds, get_preset(preset), protocol, k, regime, model_kw, method, augment)
+    folds = make_folds(ds.subjects, protocol, k) if folds is None else folds
+    return {(seed, name): rdir/f'seed{seed}'/f'{name}.npz' for seed in seeds for name, _, _ in folds}
+
 def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k: int = 5, seeds=(0,),
            selections=('last', 'best-on-test'), model_kw: dict | None = None, method: str = 'HTNet',
            workers: int | None = None, device: str | None = None, progress: bool = True, augment=None,
@@ -346,10 +353,10 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
     regimes = sorted({'inner' if s == 'inner-val' else 'full' for s in selections})
     paths, jobs = {}, []
     for regime in regimes:
-        rdir = Path(out)/run_key(ds, preset, protocol, k, regime, model_kw, method, augment)
+        rec = record_paths(out, ds, preset, protocol, k, regime, model_kw, method, augment, seeds, folds)
         for seed in seeds:
             for name, tr, te in folds:
-                p = rdir/f'seed{seed}'/f'{name}.npz'
+                p = rec[seed, name]
                 paths[regime, seed, name] = p
                 if not p.exists():
                     jobs.append(dict(x=x, y=ds.labels, subjects=ds.subjects, train=tr, test=te, fold=name, seed=seed, regime=regime,
