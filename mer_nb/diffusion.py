@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
