@@ -23,7 +23,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     import mer_nb.foldpar as FP
-    from mer_nb.train import build_model, get_preset
+    from mer_nb.recipe import build_model, get_preset
     fn = FP.fused_adam()
     if fn is None: raise SystemExit(f"the compiled kernel is not available here: {FP._FUSED['why']}")
     base = build_model(get_preset(a.preset), 'HTNet')

@@ -32,24 +32,25 @@ def main(argv=None):
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     import mer_nb.foldpar as FP
     import mer_nb.htnet as H
-    import mer_nb.train as T
+    import mer_nb.recipe as R
+    import mer_nb.cv as CV
     from mer_nb.experiments import load_data
     from mer_nb.metrics import uf1
     ds = load_data(a.data, a.preset)
     if a.folds:      # keep every subject for training, test only on the first N folds' subjects
         keep = set(sorted(set(ds.subjects.astype(str)))[:a.folds])
-        orig = T.make_folds
-        T.make_folds = lambda subjects, *args, **kw: [f for f in orig(subjects, *args, **kw) if f[0][4:] in keep]
-    pre = T.get_preset(a.preset)
+        orig = CV.make_folds
+        CV.make_folds = lambda subjects, *args, **kw: [f for f in orig(subjects, *args, **kw) if f[0][4:] in keep]
+    pre = R.get_preset(a.preset)
     out = {}
     with tempfile.TemporaryDirectory() as d:
         for name, fb in (('one at a time', 1), ('fold-parallel', a.fold_batch)):
             ref = name == 'one at a time' and a.baseline == 'reference'
-            if ref: H.HTNet.fast = property(lambda self: False, lambda self, v: None)   # the reference path in this process
+            H.set_fast_path(not ref)    # HTNets built from now on in this process (the --workers 1 run) take this path
             t = time.perf_counter()
-            pr = T.run_cv(ds, pre, f'{d}/{fb}', selections=('last',), workers=a.workers, fold_batch=fb, progress=False, device='cpu')
+            pr = CV.run_cv(ds, pre, f'{d}/{fb}', selections=('last',), workers=a.workers, fold_batch=fb, progress=False, device='cpu')
             out[name] = (time.perf_counter() - t, pr)
-            if ref: del H.HTNet.fast
+            H.set_fast_path(True)
         same, n_rec, fb_used = 0, 0, set()
         for p in sorted(Path(d, '1').rglob('*.npz')):
             q = Path(d, str(a.fold_batch), p.relative_to(Path(d, '1')))

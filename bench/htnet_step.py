@@ -13,7 +13,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mer_nb.train import build_model, get_preset
+from mer_nb.recipe import build_model, get_preset
 
 
 def main(argv=None):

@@ -14,7 +14,7 @@ from torch import nn
 from .core import MerError
 
 # %% auto #0
-__all__ = ['AGENT_ONLY', 'AgentAttention', 'load_softmax_weights', 'agent_from_softmax', 'attention_flops', 'attention_ms']
+__all__ = ['AGENT_ONLY', 'AgentAttention', 'load_softmax_weights', 'agent_from_softmax', 'attention_flops']
 
 # %% ../nbs/05a_agent.ipynb #1d7bf02e
 class AgentAttention(nn.Module):
@@ -80,21 +80,3 @@ def attention_flops(module: nn.Module, hw: tuple[int, int], dim: int, batch: int
     x = torch.zeros(batch, dim, *hw)
     with torch.no_grad(), FlopCounterMode(display=False) as fc: module(x)
     return fc.get_total_flops()
-
-# %% ../nbs/05a_agent.ipynb #6a7f774c
-def attention_ms(sides=(4, 8, 16, 32, 48), dim: int = 256, heads: int = 4, agents: int = 16, batch: int = 2, reps: int = 5):
-    "Median forward wall time (ms) of HTNet's softmax attention and of agent attention on square blocks of `side^2` tokens."
-    import time
-    import pandas as pd
-    from mer_nb.htnet import Attention
-    def ms(mod, side):
-        x = torch.randn(batch, dim, side, side)
-        with torch.no_grad():
-            mod(x); ts = []
-            for _ in range(reps):
-                t0 = time.perf_counter(); mod(x); ts.append(time.perf_counter() - t0)
-        return 1e3 * sorted(ts)[len(ts) // 2]
-    t = pd.DataFrame([{'tokens N': s * s, 'softmax ms': ms(Attention(dim, heads), s), 'agent ms': ms(AgentAttention(dim, heads, (s, s), agents), s)}
-                      for s in sides])
-    t['agent / softmax'] = t['agent ms'] / t['softmax ms']
-    return t

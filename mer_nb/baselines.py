@@ -15,7 +15,7 @@ from sklearn.svm import LinearSVC
 
 from .core import MerError
 from .data import MERDataset
-from .train import Method, register_method
+from .recipe import Method, register_method
 
 # %% auto #0
 __all__ = ['LBP_P', 'LBP_R', 'REFERENCES', 'BASELINES', 'USES_FACES', 'whole_face_flow', 'whole_face_uv', 'signed_flow',

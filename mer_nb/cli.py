@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .core import MerError, environment_info, git_revision, write_json
-from .train import PRESETS, get_preset
+from .recipe import PRESETS, get_preset
 
 # %% auto #0
 __all__ = ['ARTEFACTS', 'experiments_dir', 'parse_only', 'reproduce', 'main']
@@ -44,7 +44,7 @@ def reproduce(preset: str = 'smoke', data=None, only=None, out='reports', seeds=
     run cache `<out>/runs` ($MER_NB_RUNS); rank 0 writes the artefacts to `<out>/<name>`, the other ranks to
     `<out>/<name>/rank<r>` (the same tables, read from the same fold records)."""
     import papermill as pm
-    from mer_nb.train import shard
+    from mer_nb.cv import shard
     p = get_preset(preset)
     out = Path(out)
     if data is not None and not Path(data).exists(): raise MerError(f'--data {data}: no such folder')

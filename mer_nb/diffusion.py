@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .core import MerError, atomic_write, cache_dir, default_device, seed_everything
+from .recipe import get_preset
 
 # %% auto #0
 __all__ = ['N_CLASSES', 'DIFFUSION_PRESETS', 'CHUNK', 'make_scheduler', 'cosine_alpha_bar', 'DDPMConfig', 'make_unet', 'DDPM',
@@ -274,7 +275,6 @@ class DiffusionAugment:
     @classmethod
     def for_preset(cls, preset, cache=None, **overrides) -> DiffusionAugment:
         "The augmentation sized for a `mer_nb.train` preset (name or Preset), its `diffusion` dict and `overrides` applied."
-        from mer_nb.train import get_preset
         p = get_preset(preset)
         spec = {**DIFFUSION_PRESETS.get(p.name, DIFFUSION_PRESETS['quick'])}
         for src in (getattr(p, 'diffusion', None) or {}, overrides):

@@ -15,8 +15,10 @@ from torch import nn
 from .core import MerError
 from .data import model_input
 from .agent import load_softmax_weights
-from .htnet import HTNet, count_params, from_blocks
-from .train import Method, register_method, train_fold
+from .htnet import HTNet, count_params, from_blocks, reference_path
+from .recipe import Method, register_method
+from .train import train_fold
+from .cv import record_paths
 
 # %% auto #0
 __all__ = ['RIDGE', 'reduce_block', 'gaussian_cmi', 'null_level', 'gaussian_example', 'check_closed_form', 'record_layers',
@@ -117,7 +119,8 @@ def record_layers(model: HTNet, x, batch: int = 256) -> tuple[np.ndarray, dict]:
         return fn
     handles = [m.register_forward_hook(hook(key)) for key, m in layers.items()]
     try:
-        zs = [model(torch.as_tensor(x[i:i + batch], dtype=torch.float32, device=dev)).float().cpu() for i in range(0, len(x), batch)]
+        with reference_path(model):     # hooks see the reference computation (the fast path never calls these modules)
+            zs = [model(torch.as_tensor(x[i:i + batch], dtype=torch.float32, device=dev)).float().cpu() for i in range(0, len(x), batch)]
     finally:
         for h in handles: h.remove()
     return torch.cat(zs).numpy(), {key: (torch.cat(h).numpy(), torch.cat(a).numpy()) for key, (h, a) in store.items()}
@@ -231,7 +234,6 @@ register_method('ESAAT', Method(HTNet, model_input, 'torch', True, 'Zhang et al.
 def esaat_records(ds, preset, runs, protocol: str = 'loso', k: int = 5, seeds=(0,), model_kw: dict | None = None,
                   method: str = 'ESAAT', regime: str = 'full') -> list[dict]:
     "One dict per (seed, fold) of a finished ESAAT `run_cv` under `runs`: removed set, per-step scores, counts."
-    from mer_nb.train import record_paths
     out = []
     for (seed, name), p in record_paths(runs, ds, preset, protocol, k, regime, model_kw, method, seeds=seeds).items():
         if not p.exists(): raise MerError(f'{p}: ESAAT fold record missing (run run_cv first)')

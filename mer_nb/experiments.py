@@ -15,7 +15,9 @@ from .core import MerError
 from .data import MERDataset, load_composite
 from .sources import find_dataset
 from .metrics import plot_confusion, score_predictions
-from .train import LEAKY, get_method, get_preset, run_cv
+from .train import LEAKY
+from .recipe import get_method, get_preset
+from .cv import run_cv
 from .baselines import BASELINES, REFERENCES, USES_FACES, describe_input   # importing registers the baselines
 
 # %% auto #0
@@ -327,7 +329,7 @@ def table5(preset='smoke', data=None, out='reports/table5', seeds=(0,), selectio
     import matplotlib.pyplot as plt
     from collections import Counter
     from mer_nb.esaat import esaat_records, plot_scores
-    from mer_nb.train import get_method
+    from mer_nb.recipe import get_method
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     p = get_preset(preset)
     ds = load_data(data, preset)

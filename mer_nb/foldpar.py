@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import MerError, cache_dir, seed_everything
-from .htnet import HTNet, Removed, _Im2col3, _blocks_last, _patch_tokens, _unblocks_last
-from .train import Preset, _class_weights, build_model, get_method
+from .htnet import HTNet, Removed, Im2col3, blocks_last, patch_tokens, unblocks_last
+from .recipe import Preset, class_weights, build_model, get_method
 
 # %% auto #0
 __all__ = ['CPU_FOLD_BATCH', 'can_batch', 'forward_folds', 'fused_adam', 'train_folds', 'fold_bytes', 'free_bytes',
@@ -83,20 +83,20 @@ def _ln(x, g, b, eps: float):
     return F.layer_norm(x, x.shape[-1:], eps=eps) * _fold_view(g, x) + _fold_view(b, x)
 
 def _folded(fn, x, n: int):
-    "Apply a per-sample layout change (`_blocks_last`, `_unblocks_last`) to (G, B, ...) with the folds kept apart."
+    "Apply a per-sample layout change (`blocks_last`, `unblocks_last`) to (G, B, ...) with the folds kept apart."
     y = fn(x.reshape(-1, *x.shape[2:]), n)
     return y.reshape(x.shape[0], -1, *y.shape[1:])
 
 def forward_folds(model: HTNet, P: dict, img, tokens: bool = False):
     """HTNet's fast forward for G folds at once: img (G, B, C, S, S), P {parameter name: (G, *shape)} -> logits (G, B,
     classes). `tokens=True`: img is already patch tokens (G, B, S/p, S/p, p*p*C), as `train_folds` lays its data out once."""
-    x = img if tokens else _patch_tokens(img, model.patch_size)
+    x = img if tokens else patch_tokens(img, model.patch_size)
     G, B = x.shape[:2]
     x = _lin(x, P['to_patch_embedding.weight'], P['to_patch_embedding.bias'])
     if model.lape is not None: x = x + P['lape'].permute(0, 1, 3, 4, 2)             # (G, 1, h, w, C)
     for i, (level, (tr, agg)) in enumerate(zip(model.levels, model.layers)):
         n, pre = 2 ** level, f'layers.{i}.'
-        y = _folded(_blocks_last, x, n)                                  # (G, B*n*n, h, w, C)
+        y = _folded(blocks_last, x, n)                                  # (G, B*n*n, h, w, C)
         h, w = y.shape[2:4]
         if tr.pos_emb is not None: y = y + P[pre + '0.pos_emb'][:, :h * w].reshape(G, 1, h, w, 1)
         for j, (attn, ff) in enumerate(tr.layers):
@@ -113,11 +113,11 @@ def forward_folds(model: HTNet, P: dict, img, tokens: bool = False):
             z = _ln(y, P[q + '1.norm.g'], P[q + '1.norm.b'], ff.norm.eps)
             z = _lin(F.gelu(_lin(z, P[q + '1.fn.net.0.weight'], P[q + '1.fn.net.0.bias'])), P[q + '1.fn.net.3.weight'], P[q + '1.fn.net.3.bias'])
             y = z + y
-        x = _folded(_unblocks_last, y, n)
+        x = _folded(unblocks_last, y, n)
         if not isinstance(agg, nn.Identity):
             wc = P[pre + '1.0.weight']                                   # (G, out, in, 3, 3), stored (G, out, 3, 3, in)
             wc = wc.permute(0, 1, 3, 4, 2).reshape(G, wc.shape[1], -1)   # a view: the fast path's (out, 9 in) weight
-            x = _lin(_Im2col3.apply(x), wc, P[pre + '1.0.bias']).reshape(*x.shape[:-1], wc.shape[1])
+            x = _lin(Im2col3.apply(x), wc, P[pre + '1.0.bias']).reshape(*x.shape[:-1], wc.shape[1])
             x = _ln(x, P[pre + '1.1.g'], P[pre + '1.1.b'], agg[1].eps)
             x = agg[2](x.reshape(-1, *x.shape[2:]).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)      # max-pool, per sample
             x = x.reshape(G, B, *x.shape[1:])
@@ -324,10 +324,10 @@ def train_folds(data: list, preset: Preset, seed: int = 0, device: str = 'cpu', 
     if why: raise MerError(f'fold-parallel training: {type(base).__name__} cannot be batched: {why}')
     S = _Flat(base, G, device)
     bs, E = preset.batch_size, preset.epochs
-    X = [_patch_tokens(torch.as_tensor(x, dtype=torch.float32, device=device), base.patch_size) for x, _, _ in data]   # laid out once
+    X = [patch_tokens(torch.as_tensor(x, dtype=torch.float32, device=device), base.patch_size) for x, _, _ in data]   # laid out once
     Y = [torch.as_tensor(y, dtype=torch.long, device=device) for _, y, _ in data]
-    W = [None if w is None else w.to(device) for w in (_class_weights(np.asarray(y), preset.class_weight) for _, y, _ in data)]
-    EV = [{k: _patch_tokens(torch.as_tensor(v, dtype=torch.float32, device=device), base.patch_size) for k, v in ev.items()} for _, _, ev in data]
+    W = [None if w is None else w.to(device) for w in (class_weights(np.asarray(y), preset.class_weight) for _, y, _ in data)]
+    EV = [{k: patch_tokens(torch.as_tensor(v, dtype=torch.float32, device=device), base.patch_size) for k, v in ev.items()} for _, _, ev in data]
     scored = []                     # (name, folds, their sets stacked): folds whose sets have one size are scored together
     for k in names:
         by = {}

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import math
+import os
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +19,8 @@ from .agent import AgentAttention
 
 # %% auto #0
 __all__ = ['PAPER_CONFIG', 'ChannelNorm', 'PreNorm', 'FeedForward', 'Attention', 'Removed', 'Transformer', 'Aggregate',
-           'to_blocks', 'from_blocks', 'HTNet', 'count_params', 'count_flops']
+           'use_fast_path', 'set_fast_path', 'to_blocks', 'from_blocks', 'HTNet', 'has_hooks', 'reference_path',
+           'patch_tokens', 'Im2col3', 'blocks_last', 'unblocks_last', 'forward_fast', 'count_params', 'count_flops']
 
 # %% ../nbs/05_htnet.ipynb #8456c693
 class ChannelNorm(nn.Module):
@@ -102,6 +105,17 @@ def Aggregate(dim: int, dim_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(dim, dim_out, 3, padding=1), ChannelNorm(dim_out), nn.MaxPool2d(3, stride=2, padding=1))
 
 # %% ../nbs/05_htnet.ipynb #3563ee31
+_FAST_PATH = os.environ.get('MER_NB_FAST_PATH', '1') != '0'
+
+def use_fast_path() -> bool:
+    "Whether a new `HTNet` takes the fast path (as timm's `use_fused_attn`): True unless `MER_NB_FAST_PATH=0` or `set_fast_path(False)`."
+    return _FAST_PATH
+
+def set_fast_path(enable: bool) -> None:
+    "Set the default of `HTNet(fast=None)` for models built from now on in this process."
+    global _FAST_PATH
+    _FAST_PATH = bool(enable)
+
 def to_blocks(x, n: int):
     "(B, C, n*h, n*w) -> (B*n*n, C, h, w): cut a map into an n x n grid of blocks, folded into the batch."
     b, c, H, W = x.shape
@@ -115,10 +129,12 @@ def from_blocks(x, n: int):
 class HTNet(nn.Module):
     """HTNet (Wang et al. 2024). `pos_emb`: 'scalar' (HTNet's per-level term), 'lape' (a learned vector per patch
     position, added after the patch embedding) or 'none'. `attention`: 'softmax' (HTNet) or 'agent' (`agent_num`
-    agents). `removed`: attention sub-layers `(level, layer)` to leave out (level `l` cuts `2^l x 2^l` blocks)."""
+    agents). `removed`: attention sub-layers `(level, layer)` to leave out (level `l` cuts `2^l x 2^l` blocks).
+    `fast`: forward through the channels-last fast path (the same function, less work; None: `use_fast_path()`);
+    the attribute `model.fast` can be changed at any time, or for a while with `reference_path(model)`."""
     def __init__(self, image_size: int = 28, patch_size: int = 7, dim: int = 256, heads: int = 3, num_hierarchies: int = 3,
                  block_repeats=(2, 2, 10), num_classes: int = 3, mlp_mult: int = 4, channels: int = 3, dropout: float = 0.,
-                 pos_emb: str = 'scalar', attention: str = 'softmax', agent_num: int = 4, removed=()):
+                 pos_emb: str = 'scalar', attention: str = 'softmax', agent_num: int = 4, removed=(), fast: bool | None = None):
         super().__init__()
         if image_size % patch_size: raise MerError(f'HTNet: image_size {image_size} is not divisible by patch_size {patch_size}')
         fmap = image_size // patch_size
@@ -136,7 +152,7 @@ class HTNet(nn.Module):
                 raise MerError(f'HTNet: removed attention sub-layer ({l}, {j}) does not exist (levels 0..{num_hierarchies - 1}, layers per level {depth})')
         self.image_size, self.patch_size, self.num_hierarchies = image_size, patch_size, num_hierarchies
         self.attention, self.removed = attention, tuple(removed)
-        self.fast = True     # forward through the channels-last fast path (same function; see below); False: the reference
+        self.fast = use_fast_path() if fast is None else bool(fast)   # the visible switch: fast path or reference
         # the arguments that rebuild this architecture (ESAAT rebuilds a model with other `removed`/`attention`)
         self.config = dict(image_size=image_size, patch_size=patch_size, dim=dim, heads=heads, num_hierarchies=num_hierarchies,
                            block_repeats=block_repeats, num_classes=num_classes, mlp_mult=mlp_mult, channels=channels,
@@ -169,7 +185,13 @@ class HTNet(nn.Module):
         return self.to_patch_embedding(x)
 
     def forward(self, img):
-        if self.fast and not _hooked(self): return _forward_fast(self, img)
+        if not self.fast: return self.forward_reference(img)
+        if has_hooks(self): raise MerError('HTNet: forward hooks on its modules do not run on the fast path; '
+                                           'call the model inside `with reference_path(model):` (as ESAAT\'s scoring does)')
+        return forward_fast(self, img)
+
+    def forward_reference(self, img):
+        "The published computation, module by module (NCHW); what `count_flops` counts and hooks see."
         x = self.embed(img)
         if self.lape is not None: x = x + self.lape
         for level, (transformer, aggregate) in zip(reversed(range(self.num_hierarchies)), self.layers):
@@ -179,9 +201,17 @@ class HTNet(nn.Module):
         return self.mlp_head[2](x.mean(dim=(2, 3)))
 
 # %% ../nbs/05_htnet.ipynb #8f0d465e
-def _hooked(model: nn.Module) -> bool:
+def has_hooks(model: nn.Module) -> bool:
     "Whether a forward (pre-)hook is registered on the model or a submodule (global hooks, e.g. FlopCounterMode's module tracker, do not count)."
     return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+@contextmanager
+def reference_path(model: nn.Module):
+    "Run `model` (an HTNet) through the reference forward inside the block, e.g. for forward hooks; its switch is restored after."
+    was = model.fast
+    model.fast = False
+    try: yield model
+    finally: model.fast = was
 
 def _ln(x, norm: ChannelNorm):
     """A `ChannelNorm` applied to a channels-last tensor: `F.layer_norm` over the last axis, then the gain and the bias
@@ -192,14 +222,14 @@ def _lin(x, conv: nn.Conv2d, rows: slice = slice(None)):
     "A 1x1 convolution (output channels `rows`) applied to a channels-last tensor."
     return F.linear(x, conv.weight[rows].flatten(1), None if conv.bias is None else conv.bias[rows])
 
-def _patch_tokens(img, p: int):
+def patch_tokens(img, p: int):
     "(..., C, S, S) images -> (..., S/p, S/p, p*p*C) channels-last patch tokens, channel order (p1 p2 c) as `embed`'s."
     *lead, c, H, W = img.shape
     k = len(lead)
     x = img.reshape(*lead, c, H // p, p, W // p, p).permute(*range(k), k + 1, k + 3, k + 2, k + 4, k)
     return x.reshape(*lead, H // p, W // p, p * p * c)
 
-class _Im2col3(torch.autograd.Function):
+class Im2col3(torch.autograd.Function):
     """(..., h, w, C) channels-last maps -> (..., h*w, 9*C): each position's 3x3 neighbourhood (zero padding 1) as one
     row, taps ordered (kh, kw, C). Forward is a copy; backward adds the nine taps' gradients in a fixed order, so any
     leading axes (a batch, or folds and a batch in `06a_foldpar`) give every sample the same float operations."""
@@ -222,17 +252,17 @@ class _Im2col3(torch.autograd.Function):
 
 def _conv3_last(x, weight, bias):
     """A 3x3 convolution (padding 1) of channels-last maps (..., h, w, C_in): one matrix product of the 3x3
-    neighbourhoods (`_Im2col3`) with the weight as (C_out, kh*kw*C_in)."""
+    neighbourhoods (`Im2col3`) with the weight as (C_out, kh*kw*C_in)."""
     w = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
-    return F.linear(_Im2col3.apply(x), w, bias).reshape(*x.shape[:-1], weight.shape[0])
+    return F.linear(Im2col3.apply(x), w, bias).reshape(*x.shape[:-1], weight.shape[0])
 
-def _blocks_last(x, n: int):
+def blocks_last(x, n: int):
     "`to_blocks` for channels-last maps: (B, n*h, n*w, C) -> (B*n*n, h, w, C), the same block order."
     b, H, W, c = x.shape
     return x.reshape(b, n, H // n, n, W // n, c).permute(0, 1, 3, 2, 4, 5).reshape(b * n * n, H // n, W // n, c)
 
-def _unblocks_last(x, n: int):
-    "Inverse of `_blocks_last`."
+def unblocks_last(x, n: int):
+    "Inverse of `blocks_last`."
     bnn, h, w, c = x.shape
     return x.reshape(bnn // (n * n), n, n, h, w, c).permute(0, 1, 3, 2, 4, 5).reshape(bnn // (n * n), n * h, n * w, c)
 
@@ -262,13 +292,13 @@ def _transformer_last(tr: Transformer, x):
         x = f[4](_lin(f[2](f[1](_lin(_ln(x, ff.norm), f[0]))), f[3])) + x
     return x
 
-def _forward_fast(model: HTNet, img):
-    "`HTNet.forward`, channels-last (the fast path)."
-    x = _lin(_patch_tokens(img, model.patch_size), model.to_patch_embedding)
+def forward_fast(model: HTNet, img):
+    "`HTNet.forward_reference`, channels-last (the fast path): the same function, less work."
+    x = _lin(patch_tokens(img, model.patch_size), model.to_patch_embedding)
     if model.lape is not None: x = x + model.lape.permute(0, 2, 3, 1)
     for level, (transformer, aggregate) in zip(model.levels, model.layers):
         n = 2 ** level
-        x = _unblocks_last(_transformer_last(transformer, _blocks_last(x, n)), n)
+        x = unblocks_last(_transformer_last(transformer, blocks_last(x, n)), n)
         if not isinstance(aggregate, nn.Identity):
             conv, norm, pool = aggregate
             x = _ln(_conv3_last(x, conv.weight, conv.bias), norm)
@@ -286,11 +316,8 @@ def count_flops(model: nn.Module, batch: int = 1, fast: bool = False) -> int:
     """FLOPs of one forward pass at `batch` samples, as `torch.utils.flop_counter.FlopCounterMode` counts them, through the
     reference forward (the published computation; `fast=True` counts the fast path's, which skips work)."""
     x = torch.zeros(batch, 3, model.image_size, model.image_size, device=next(model.parameters()).device)
-    was = getattr(model, 'fast', None)
-    if was is not None: model.fast = fast
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            model.eval()(x)
-    finally:
-        if was is not None: model.fast = was
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        if fast or not isinstance(model, HTNet): model.eval()(x)
+        else:
+            with reference_path(model): model.eval()(x)
     return fc.get_total_flops()

@@ -16,7 +16,8 @@ from .clips import ClipSample, clip_sample
 from .core import CLASSES, MerError, atomic_write, default_device
 from .data import MERDataset, model_input, region_mosaic
 from .htnet import HTNet
-from .train import Preset, get_preset, train_fold
+from .recipe import Preset, get_preset
+from .train import train_fold
 
 # %% auto #0
 __all__ = ['REGIONS', 'SALIENCY_METHODS', 'default_pipeline', 'train_model', 'save_weights', 'load_model', 'region_saliency',

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-import mer_nb.train as T
+import mer_nb.recipe as R
+import mer_nb.cv as CV
 from mer_nb.baselines import (BASELINES, MobileViT, OFFApexNet, STSTNet, USES_FACES, biwoof_features, describe_input,
                               lbp_histograms, lbptop_features, orientation_histograms, signed_flow)
 from mer_nb.data import MERDataset
@@ -89,25 +90,25 @@ def test_models_match_published_sizes():
 
 def test_registered_and_picklable():
     for name in BASELINES:
-        m = T.get_method(name)
+        m = R.get_method(name)
         again = pickle.loads(pickle.dumps(m))  # worker processes receive the Method by pickling
         assert again.factory is m.factory and again.inputs is m.inputs
-    assert T.get_method('LBP-TOP').kind == T.get_method('Bi-WOOF').kind == 'sklearn'
+    assert R.get_method('LBP-TOP').kind == R.get_method('Bi-WOOF').kind == 'sklearn'
 
 
 def test_run_key_sees_faces(easy):
-    p = T.get_preset('smoke')
+    p = R.get_preset('smoke')
     no_faces = MERDataset(**{**easy.__dict__, 'faces': None})
-    assert T.run_key(easy, p, 'loso', 5, 'full', method='LBP-TOP') != T.run_key(no_faces, p, 'loso', 5, 'full', method='LBP-TOP')
+    assert CV.run_key(easy, p, 'loso', 5, 'full', method='LBP-TOP') != CV.run_key(no_faces, p, 'loso', 5, 'full', method='LBP-TOP')
 
 
 @pytest.mark.parametrize('name', BASELINES)
 def test_baseline_learns_on_synthetic(name, easy, tmp_path):
     overrides, k = BUDGETS[name]
-    preds = T.run_cv(easy, T.get_preset('smoke', **overrides), tmp_path, protocol='kfold', k=k, method=name, progress=False)
+    preds = CV.run_cv(easy, R.get_preset('smoke', **overrides), tmp_path, protocol='kfold', k=k, method=name, progress=False)
     last = preds[preds.selection == 'last']
     score = uf1(last.label, last.pred)
     assert score > 0.6, f'{name}: UF1 {score:.3f} on the easy synthetic set (chance 1/3)'
-    if T.get_method(name).kind == 'sklearn':   # one fit per fold: both selections are the same predictions
+    if R.get_method(name).kind == 'sklearn':   # one fit per fold: both selections are the same predictions
         best = preds[preds.selection == 'best-on-test']
         assert (last.epoch == 1).all() and np.array_equal(last.pred.to_numpy(), best.pred.to_numpy())

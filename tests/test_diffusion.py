@@ -10,7 +10,8 @@ import pytest
 
 import mer_nb.diffusion as dif
 from mer_nb.diffusion import DDPMConfig, DiffusionAugment, bright_channel, fit_ddpm, fit_records, fold_records, separable_toy, subject_groups
-from mer_nb.train import get_preset, make_folds, run_cv
+from mer_nb.recipe import get_preset
+from mer_nb.cv import make_folds, run_cv
 
 TINY = DDPMConfig(channels=(8, 16, 16), norm_groups=2, train_steps=4, batch_size=8, sample_steps=2, ema=0.0)
 

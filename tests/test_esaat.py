@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 import mer_nb.esaat as E
-import mer_nb.train as T
+import mer_nb.recipe as R
+import mer_nb.cv as CV
+from mer_nb.data import model_input
 from mer_nb.agent import AgentAttention, agent_from_softmax
 from mer_nb.htnet import HTNet, PAPER_CONFIG, count_flops, count_params
 
@@ -34,8 +36,8 @@ def test_lape_is_one_vector_per_patch_added_after_embedding():
     x = torch.rand(2, 3, 28, 28)
     seen = {}
     m.layers[0][0].register_forward_pre_hook(lambda mod, inp: seen.setdefault('x', inp[0]))
-    m(x)
-    from mer_nb.htnet import from_blocks
+    from mer_nb.htnet import from_blocks, reference_path
+    with reference_path(m): m(x)
     assert torch.allclose(from_blocks(seen['x'], 2), m.embed(x) + m.lape, atol=1e-6)
     assert m.lape.shape == (1, 8, 4, 4) and len(torch.unique(m.lape[0].reshape(8, 16).T, dim=0)) == 16
 
@@ -139,15 +141,15 @@ def test_post_train_hook_sees_training_samples_only(toy_dataset, tmp_path):
             seen.append(x_train.copy())
             return {k: v[-1:] * 0 + 7 for k, v in logs.items()}, losses[-1:], {'n_train': len(x_train)}
 
-    T.register_method('hooked', T.Method(HTNet, T.model_input, 'torch', True, post_train=Hook()))
+    R.register_method('hooked', R.Method(HTNet, model_input, 'torch', True, post_train=Hook()))
     try:
-        preset = T.get_preset('smoke', epochs=2)
-        preds = T.run_cv(toy_dataset, preset, tmp_path, protocol='kfold', k=2, selections=('last',), method='hooked', progress=False)
-        assert T.run_key(toy_dataset, preset, 'kfold', 2, 'full', None, 'hooked') != T.run_key(toy_dataset, preset, 'kfold', 2, 'full', None, 'HTNet')
+        preset = R.get_preset('smoke', epochs=2)
+        preds = CV.run_cv(toy_dataset, preset, tmp_path, protocol='kfold', k=2, selections=('last',), method='hooked', progress=False)
+        assert CV.run_key(toy_dataset, preset, 'kfold', 2, 'full', None, 'hooked') != CV.run_key(toy_dataset, preset, 'kfold', 2, 'full', None, 'HTNet')
     finally:
-        del T.METHODS['hooked']
-    x = T.model_input(toy_dataset)
-    folds = T.make_folds(toy_dataset.subjects, 'kfold', 2)
+        del R.METHODS['hooked']
+    x = model_input(toy_dataset)
+    folds = CV.make_folds(toy_dataset.subjects, 'kfold', 2)
     assert len(seen) == len(folds)                                        # the hook ran once per fold
     for (_, tr, te), xs in zip(folds, seen):
         assert np.array_equal(xs, x[tr])                                  # exactly the fold's training samples
@@ -158,17 +160,17 @@ def test_post_train_hook_sees_training_samples_only(toy_dataset, tmp_path):
 
 
 def test_esaat_through_run_cv(toy_dataset, tmp_path):
-    T.register_method('ESAAT-t', T.Method(HTNet, T.model_input, 'torch', True, post_train=E.ESAAT(target=0.05, k=4, finetune=0.5)))
+    R.register_method('ESAAT-t', R.Method(HTNet, model_input, 'torch', True, post_train=E.ESAAT(target=0.05, k=4, finetune=0.5)))
     try:
-        preset = T.get_preset('smoke', model=TINY, epochs=4, lr=3e-3)
+        preset = R.get_preset('smoke', model=TINY, epochs=4, lr=3e-3)
         kw = dict(pos_emb='lape')
-        p = T.run_cv(toy_dataset, preset, tmp_path, protocol='kfold', k=2, selections=('last',), model_kw=kw, method='ESAAT-t', progress=False)
-        base = T.run_cv(toy_dataset, preset, tmp_path, protocol='kfold', k=2, selections=('last',), model_kw=kw, progress=False)
+        p = CV.run_cv(toy_dataset, preset, tmp_path, protocol='kfold', k=2, selections=('last',), model_kw=kw, method='ESAAT-t', progress=False)
+        base = CV.run_cv(toy_dataset, preset, tmp_path, protocol='kfold', k=2, selections=('last',), model_kw=kw, progress=False)
         recs = E.esaat_records(toy_dataset, preset, tmp_path, 'kfold', 2, (0,), kw, 'ESAAT-t')
     finally:
-        del T.METHODS['ESAAT-t']
+        del R.METHODS['ESAAT-t']
     assert len(p) == len(toy_dataset) and len(recs) == 2
-    folds = T.make_folds(toy_dataset.subjects, 'kfold', 2)
+    folds = CV.make_folds(toy_dataset.subjects, 'kfold', 2)
     for r, (_, tr, te) in zip(recs, folds):
         assert r['removed'] and r['params_after'] < r['params_before']
         assert np.array_equal(r['test_idx'], te)
@@ -182,7 +184,7 @@ def test_esaat_through_run_cv(toy_dataset, tmp_path):
 
 
 def test_build_model_overrides_preset_keys():
-    m = T.build_model(T.get_preset('smoke'), patch_size=2, num_hierarchies=2, block_repeats=(1, 1))
+    m = R.build_model(R.get_preset('smoke'), patch_size=2, num_hierarchies=2, block_repeats=(1, 1))
     assert m.seq_len == 49
 
 

@@ -8,10 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
+import mer_nb.recipe as R
+import mer_nb.cv as CV
+from mer_nb.core import MerError
 import mer_nb.train as T
 from mer_nb.foldpar import auto_fold_batch, train_folds
 
-PRESET = T.get_preset('smoke', epochs=6, lr=3e-3)
+PRESET = R.get_preset('smoke', epochs=6, lr=3e-3)
 
 
 def _records(path):
@@ -23,8 +26,8 @@ def _records(path):
 
 def test_run_cv_fold_parallel_equals_one_at_a_time(toy_dataset, tmp_path, monkeypatch):
     monkeypatch.delenv('MER_NB_FOLD_BATCH', raising=False)
-    seq = T.run_cv(toy_dataset, PRESET, tmp_path / 'seq', fold_batch=1, progress=False)
-    par = T.run_cv(toy_dataset, PRESET, tmp_path / 'par', fold_batch=4, progress=False)   # 6 folds: groups of 4 and 2
+    seq = CV.run_cv(toy_dataset, PRESET, tmp_path / 'seq', fold_batch=1, progress=False)
+    par = CV.run_cv(toy_dataset, PRESET, tmp_path / 'par', fold_batch=4, progress=False)   # 6 folds: groups of 4 and 2
     pd.testing.assert_frame_equal(seq, par, check_exact=True)
     rs, rp = _records(tmp_path / 'seq'), _records(tmp_path / 'par')
     assert sorted(int(r['fold_batch']) for r in rp.values()) == [2, 2, 4, 4, 4, 4]
@@ -36,31 +39,31 @@ def test_run_cv_fold_parallel_equals_one_at_a_time(toy_dataset, tmp_path, monkey
 
 def test_default_is_fold_parallel_in_worker_processes(toy_dataset, tmp_path, monkeypatch):
     monkeypatch.delenv('MER_NB_FOLD_BATCH', raising=False)
-    seq = T.run_cv(toy_dataset, PRESET, tmp_path / 'seq', fold_batch=1, progress=False)
-    par = T.run_cv(toy_dataset, PRESET, tmp_path / 'par', workers=2, device='cpu', progress=False)    # default: 'auto'
+    seq = CV.run_cv(toy_dataset, PRESET, tmp_path / 'seq', fold_batch=1, progress=False)
+    par = CV.run_cv(toy_dataset, PRESET, tmp_path / 'par', workers=2, device='cpu', progress=False)    # default: 'auto'
     assert sorted(int(r['fold_batch']) for r in _records(tmp_path / 'par').values()) == [3] * 6   # 6 folds over 2 workers
     pd.testing.assert_frame_equal(seq, par, check_exact=True)
     monkeypatch.setenv('MER_NB_FOLD_BATCH', '1')
-    T.run_cv(toy_dataset, PRESET, tmp_path / 'env', workers=1, progress=False)
+    CV.run_cv(toy_dataset, PRESET, tmp_path / 'env', workers=1, progress=False)
     assert all('fold_batch' not in r for r in _records(tmp_path / 'env').values())
     monkeypatch.setenv('MER_NB_FOLD_BATCH', 'many')
-    with pytest.raises(T.MerError, match="fold_batch must be a positive integer or 'auto'"):
-        T.run_cv(toy_dataset, PRESET, tmp_path / 'bad', progress=False)
+    with pytest.raises(MerError, match="fold_batch must be a positive integer or 'auto'"):
+        CV.run_cv(toy_dataset, PRESET, tmp_path / 'bad', progress=False)
 
 
 def test_methods_that_cannot_be_batched_run_one_fold_at_a_time(toy_dataset, tmp_path):
     import mer_nb.baselines  # noqa: F401  (registers the baselines)
-    assert T._fold_batch(8, [dict(method=T.get_method('LBP-TOP'))], 1, 'cpu') == 1     # scikit-learn
+    assert CV._fold_batch(8, [dict(method=R.get_method('LBP-TOP'))], 1, 'cpu') == 1     # scikit-learn
     assert auto_fold_batch(PRESET, 10, method='MobileViT') == 1                          # batch norm
     assert auto_fold_batch(PRESET, 10, model_kw=dict(attention='agent')) == 1           # agent attention
-    T.run_cv(toy_dataset, PRESET, tmp_path, method='STSTNet', fold_batch=3, progress=False)   # batch norm: one at a time
+    CV.run_cv(toy_dataset, PRESET, tmp_path, method='STSTNet', fold_batch=3, progress=False)   # batch norm: one at a time
     recs = _records(tmp_path)
     assert len(recs) == 6 and all('fold_batch' not in r for r in recs.values())
 
 
 @pytest.mark.parametrize('preset, model_kw, n_folds', [
-    (T.get_preset('quick', epochs=3), {}, 4),                                              # 1 token per block (the preset)
-    (T.get_preset('quick', epochs=2), dict(patch_size=2, num_hierarchies=2, dim=8, block_repeats=(1, 2), pos_emb='lape'), 2),  # 49
+    (R.get_preset('quick', epochs=3), {}, 4),                                              # 1 token per block (the preset)
+    (R.get_preset('quick', epochs=2), dict(patch_size=2, num_hierarchies=2, dim=8, block_repeats=(1, 2), pos_emb='lape'), 2),  # 49
 ])
 def test_real_folds_bit_identical_to_train_fold(composite_root, preset, model_kw, n_folds):
     """The first LOSO folds of the real composite (different training-set sizes, so ragged last batches and folds
@@ -68,7 +71,7 @@ def test_real_folds_bit_identical_to_train_fold(composite_root, preset, model_kw
     from mer_nb.data import load_composite, model_input
     ds = load_composite(composite_root)
     x = model_input(ds)
-    folds = T.make_folds(ds.subjects)
+    folds = CV.make_folds(ds.subjects)
     folds = [folds[i] for i in np.argsort([len(tr) for _, tr, _ in folds])[[0, -1, 1, -2][:n_folds]]]   # smallest and largest
     assert len({len(tr) // preset.batch_size for _, tr, _ in folds}) > 1        # some fold has fewer batches per epoch
     data = [(x[tr], ds.labels[tr], {'test': x[te]}) for _, tr, te in folds]
@@ -81,7 +84,7 @@ def test_real_folds_bit_identical_to_train_fold(composite_root, preset, model_kw
 
 def _toy_folds(toy_dataset):
     x = toy_dataset.flows.astype(np.float32)
-    return [(x[tr], toy_dataset.labels[tr], {'test': x[te]}) for _, tr, te in T.make_folds(toy_dataset.subjects)[:3]]
+    return [(x[tr], toy_dataset.labels[tr], {'test': x[te]}) for _, tr, te in CV.make_folds(toy_dataset.subjects)[:3]]
 
 
 @pytest.mark.parametrize('kernel', ['compiled', 'torch operations'])
@@ -92,7 +95,7 @@ def test_both_adam_paths_bit_identical_to_train_fold(toy_dataset, monkeypatch, k
     if kernel == 'compiled' and FP.fused_adam() is None: pytest.skip(f"no compiled Adam here: {FP._FUSED['why']}")
     if kernel != 'compiled': monkeypatch.setattr(FP, '_FUSED', {'fn': None, 'why': 'switched off by this test'})
     data = _toy_folds(toy_dataset)
-    pre = T.get_preset(PRESET, class_weight='balanced', weight_decay=1e-4)
+    pre = R.get_preset(PRESET, class_weight='balanced', weight_decay=1e-4)
     for (logs, losses), (xt, yt, ev) in zip(train_folds(data, pre, seed=0), data):
         ref_logs, ref_losses, _ = T.train_fold(xt, yt, ev, pre, seed=0, device='cpu')
         np.testing.assert_array_equal(logs['test'], ref_logs['test'])

@@ -2,7 +2,7 @@
 import numpy as np
 
 from mer_nb.data import load_composite, model_input
-from mer_nb.train import make_folds
+from mer_nb.cv import make_folds
 
 
 def test_composite_counts(composite_root):

@@ -3,15 +3,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mer_nb.recipe as R
+import mer_nb.cv as CV
 import mer_nb.train as T
 from mer_nb.metrics import uf1
 
-PRESET = T.get_preset('smoke', epochs=6, lr=3e-3)
+PRESET = R.get_preset('smoke', epochs=6, lr=3e-3)
 
 
 def test_folds_never_share_a_subject(toy_dataset):
     for protocol in ('loso', 'kfold'):
-        folds = T.make_folds(toy_dataset.subjects, protocol, k=3)
+        folds = CV.make_folds(toy_dataset.subjects, protocol, k=3)
         seen = []
         for _, tr, te in folds:
             assert not set(toy_dataset.subjects[tr]) & set(toy_dataset.subjects[te])
@@ -23,17 +25,17 @@ def test_leak_guard_fires_inside_training(toy_dataset, tmp_path):
     x = np.zeros((len(toy_dataset), 3, 28, 28), np.float32)
     job = dict(x=x, y=toy_dataset.labels, subjects=toy_dataset.subjects, train=np.arange(0, 10), test=np.arange(8, 16),
                fold='bad', seed=0, regime='full', preset=PRESET, model_kw=None, device='cpu', path=tmp_path / 'x.npz', progress=False,
-               method=T.get_method('HTNet'))
+               method=R.get_method('HTNet'))
     with pytest.raises(AssertionError, match='subject leakage in bad'):
-        T._fit_job(job)
+        CV._fit_job(job)
     assert not (tmp_path / 'x.npz').exists()
 
 
 def test_same_seed_same_predictions(toy_dataset, tmp_path):
-    a = T.run_cv(toy_dataset, PRESET, tmp_path / 'a', progress=False)
-    b = T.run_cv(toy_dataset, PRESET, tmp_path / 'b', progress=False)
+    a = CV.run_cv(toy_dataset, PRESET, tmp_path / 'a', progress=False)
+    b = CV.run_cv(toy_dataset, PRESET, tmp_path / 'b', progress=False)
     pd.testing.assert_frame_equal(a, b)
-    c = T.run_cv(toy_dataset, PRESET, tmp_path / 'c', seeds=(1,), progress=False)
+    c = CV.run_cv(toy_dataset, PRESET, tmp_path / 'c', seeds=(1,), progress=False)
     assert not np.allclose(a.p0.to_numpy(), c.p0.to_numpy())
 
 
@@ -42,8 +44,8 @@ class Killed(Exception):
 
 
 def test_killed_run_resumes_without_recomputing(toy_dataset, tmp_path, monkeypatch):
-    full = T.run_cv(toy_dataset, PRESET, tmp_path / 'ref', progress=False)
-    real, calls, kill = T._fit_job, [], [True]
+    full = CV.run_cv(toy_dataset, PRESET, tmp_path / 'ref', progress=False)
+    real, calls, kill = CV._fit_job, [], [True]
 
     def killed_at_third(job):
         calls.append(job['fold'])
@@ -53,24 +55,24 @@ def test_killed_run_resumes_without_recomputing(toy_dataset, tmp_path, monkeypat
 
     monkeypatch.setattr(T, '_fit_job', killed_at_third)
     with pytest.raises(Killed):     # one fold at a time (a fold-parallel group writes its folds when the group ends)
-        T.run_cv(toy_dataset, PRESET, tmp_path / 'run', progress=False, fold_batch=1)
+        CV.run_cv(toy_dataset, PRESET, tmp_path / 'run', progress=False, fold_batch=1)
     done = sorted(p.stem for p in (tmp_path / 'run').rglob('*.npz'))
     assert done == sorted(calls[:2]) and not list((tmp_path / 'run').rglob('*.tmp'))
 
     calls.clear(); kill[0] = False
-    resumed = T.run_cv(toy_dataset, PRESET, tmp_path / 'run', progress=False, fold_batch=1)
+    resumed = CV.run_cv(toy_dataset, PRESET, tmp_path / 'run', progress=False, fold_batch=1)
     assert len(calls) == 6 - 2 and not set(calls) & set(done)  # finished folds are read, not retrained
     pd.testing.assert_frame_equal(resumed, full)                # and nothing is lost
 
 
 def test_changed_config_does_not_reuse_folds(toy_dataset, tmp_path):
-    T.run_cv(toy_dataset, PRESET, tmp_path, progress=False)
-    T.run_cv(toy_dataset, T.get_preset(PRESET, lr=1e-3), tmp_path, progress=False)
+    CV.run_cv(toy_dataset, PRESET, tmp_path, progress=False)
+    CV.run_cv(toy_dataset, R.get_preset(PRESET, lr=1e-3), tmp_path, progress=False)
     assert len({p.parent.parent for p in tmp_path.rglob('*.npz')}) == 2
 
 
 def test_selection_modes_and_learning(toy_dataset, tmp_path):
-    preds = T.run_cv(toy_dataset, T.get_preset(PRESET, epochs=20), tmp_path, selections=T.SELECTIONS, progress=False)
+    preds = CV.run_cv(toy_dataset, R.get_preset(PRESET, epochs=20), tmp_path, selections=T.SELECTIONS, progress=False)
     assert set(preds.selection) == set(T.SELECTIONS)
     for sel, g in preds.groupby('selection'):
         assert len(g) == len(toy_dataset) and g.id.is_unique
@@ -80,6 +82,6 @@ def test_selection_modes_and_learning(toy_dataset, tmp_path):
 
 
 def test_worker_processes_give_identical_predictions(toy_dataset, tmp_path):
-    seq = T.run_cv(toy_dataset, PRESET, tmp_path / 'seq', workers=1, progress=False)
-    par = T.run_cv(toy_dataset, PRESET, tmp_path / 'par', workers=2, device='cpu', progress=False)
+    seq = CV.run_cv(toy_dataset, PRESET, tmp_path / 'seq', workers=1, progress=False)
+    par = CV.run_cv(toy_dataset, PRESET, tmp_path / 'par', workers=2, device='cpu', progress=False)
     pd.testing.assert_frame_equal(seq, par)
