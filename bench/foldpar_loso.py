@@ -34,9 +34,9 @@ def main(argv=None):
     import mer_nb.htnet as H
     import mer_nb.recipe as R
     import mer_nb.cv as CV
-    from mer_nb.experiments import load_data
+    from mer_nb.sources import open_dataset
     from mer_nb.metrics import uf1
-    ds = load_data(a.data, a.preset)
+    ds = open_dataset(a.data, R.get_preset(a.preset).synthetic, kinds=('synthetic', 'composite'))
     if a.folds:      # keep every subject for training, test only on the first N folds' subjects
         keep = set(sorted(set(ds.subjects.astype(str)))[:a.folds])
         orig = CV.make_folds

@@ -19,7 +19,7 @@ from .data import COMPOSITE_COLUMNS, MERDataset, _flow_path
 
 # %% auto #0
 __all__ = ['CASME3_COLUMNS', 'casme3_table', 'write_synthetic_casme3', 'load_casme3', 'check_composite', 'check_casme3',
-           'find_dataset', 'check_data']
+           'find_dataset', 'check_data', 'open_dataset']
 
 # %% ../nbs/03a_sources.ipynb #2e96c91c
 CASME3_COLUMNS = ('Subject', 'Filename', 'Onset', 'Apex', 'Offset', 'label_for_3')
@@ -205,3 +205,29 @@ def check_data(path, frames=None) -> list[str]:
     except MerError as e: return [str(e)]
     if kind == 'casme3': return check_casme3(p, frames)
     return check_composite(p) if kind == 'composite' else []       # the embedded synthetic set has nothing to check
+
+# %% ../nbs/03a_sources.ipynb #bd95dea0
+def open_dataset(data=None, synthetic: dict | None = None, seed: int = 0, faces: bool = False, kinds=('synthetic', 'composite', 'casme3'),
+                 frames=None, flow_method: str = 'tvl1', cache=None, landmarks: str | None = None, progress: bool = True) -> MERDataset:
+    """The dataset `data` names (`find_dataset`), the one reading of a data argument for every entry point (the
+    experiments, Table 2, `mer-nb train`): the embedded synthetic set (sized by `synthetic`, `make_synthetic`'s
+    arguments), a composite-layout folder, or CAS(ME)^3 part A (flows from its frames; the dataset's name says how
+    many label rows were skipped). `kinds`: the kinds the caller accepts; `faces`: keep the apex faces;
+    `landmarks='mtcnn'`: detect landmarks on the faces instead of the dataset's default."""
+    from mer_nb.data import load_composite
+    kind, path = find_dataset(data)
+    if kind not in kinds:
+        raise MerError(f'{path}: a CAS(ME)^3 label CSV, but this experiment runs on a composite-layout folder (labels.csv '
+                       f'with flow_uv_os/ beside it); Table 2 is the one that reads CAS(ME)^3' if kind == 'casme3' else
+                       f'{data}: a {kind} dataset, but this needs one of: {", ".join(kinds)}')
+    if kind == 'synthetic':
+        from mer_nb.synthetic import make_synthetic
+        return make_synthetic(**{'seed': seed, **(synthetic or {}), 'faces': faces, **({'landmarks': 'detect'} if landmarks == 'mtcnn' else {})})
+    if kind == 'casme3':
+        ds, skipped = load_casme3(path, frames, method=flow_method, faces=faces, cache=cache, progress=progress)
+        from dataclasses import replace
+        return replace(ds, name=f'{ds.name[:-1]}; {skipped.line.nunique()} label rows skipped)')
+    if landmarks == 'mtcnn':
+        from mer_nb.faces import with_landmarks
+        return with_landmarks(load_composite(path, faces=True))
+    return load_composite(path, faces=faces)

@@ -73,18 +73,21 @@ def test_real_composite_folder_is_read_as_the_composite(composite_root):
 
 
 def test_entry_points_share_one_reading_of_data(tmp_path):
-    """Table 2's loader, the experiments' loader and `mer-nb train`'s loader accept and refuse the same paths."""
+    """The experiments (`Experiment`), Table 2 and `mer-nb train` read a data argument through one `open_dataset`: they accept and refuse the same paths."""
     from mer_nb.core import MerError
-    from mer_nb.experiments import load_data, load_table2_data
+    from mer_nb.experiments import Experiment, table2_data_line
     from mer_nb.predict import load_training_data
-    from mer_nb.sources import find_dataset
+    from mer_nb.sources import find_dataset, open_dataset
     csv = write_synthetic_casme3(tmp_path / 'c3', n_subjects=1, per_class=1)
     assert find_dataset(tmp_path / 'c3') == ('casme3', csv)
-    ds, line = load_table2_data(tmp_path / 'c3', 'smoke', flow_method='farneback', cache=tmp_path / 'cache', progress=False)
-    assert len(ds) == 3 and set(ds.datasets) == {'casme3'} and line.startswith('**Data**: CAS(ME)^3 part A (casme3_part_a_labels.csv)')
+    exp = Experiment.create('smoke', tmp_path / 'c3', tmp_path / 'out', flow_method='farneback', runs=tmp_path / 'runs',
+                            progress=False, kinds=('synthetic', 'composite', 'casme3'))
+    ds = exp.dataset()
+    assert len(ds) == 3 and set(ds.datasets) == {'casme3'}
+    assert table2_data_line(ds, 'farneback').startswith('**Data**: CAS(ME)^3 part A (casme3_part_a_labels.csv; 0 label rows skipped)')
     with pytest.raises(MerError, match='a CAS\\(ME\\)\\^3 label CSV, but this experiment runs on a composite-layout folder'):
-        load_data(tmp_path / 'c3')
-    for load in (load_data, lambda p: load_table2_data(p, 'smoke'), load_training_data):
+        Experiment.create('smoke', tmp_path / 'c3', tmp_path / 'out')
+    for load in (lambda p: Experiment.create('smoke', p, tmp_path / 'out'), open_dataset, load_training_data):
         with pytest.raises(MerError, match='nothing: no such file or folder'): load(tmp_path / 'nothing')
     (tmp_path / 'empty').mkdir()
     with pytest.raises(MerError, match='--data .*empty: not a dataset'): load_training_data(tmp_path / 'empty')

@@ -53,7 +53,7 @@ def test_killed_run_resumes_without_recomputing(toy_dataset, tmp_path, monkeypat
             raise Killed  # the process is killed while the third fold trains
         return real(job)
 
-    monkeypatch.setattr(T, '_fit_job', killed_at_third)
+    monkeypatch.setattr(CV, '_fit_job', killed_at_third)
     with pytest.raises(Killed):     # one fold at a time (a fold-parallel group writes its folds when the group ends)
         CV.run_cv(toy_dataset, PRESET, tmp_path / 'run', progress=False, fold_batch=1)
     done = sorted(p.stem for p in (tmp_path / 'run').rglob('*.npz'))
