@@ -5,7 +5,7 @@ temporary folder and the navigation is generated from what the repository holds 
 are added or renumbered need no edit here:
 
 - Home: `nbs/index.ipynb`, or `README.md` where there is none
-- Library: `nbs/*.ipynb`; Experiments: `nbs/experiments/*.ipynb`
+- Library: `nbs/*.ipynb`; Experiments: `nbs/experiments/*.ipynb` (and a section for any other folder of `nbs/`)
 - Results: one page per folder of `results/` (its tables, figures, executed notebooks), where `results/` exists
 - Benchmarks: `bench/README.md`, where it exists
 - API reference: one page per module of `mer_nb/`, from its docstrings (griffe reads the source: nothing is imported)
@@ -28,6 +28,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 LINK = re.compile(r'(\]\()([^)\s]+)(\))')  # the target of a Markdown link or image
 FIGURES = ('.png', '.svg', '.jpg', '.jpeg', '.gif')
+ORDER = {'.md': 0, **{s: 1 for s in FIGURES}, '.ipynb': 2}  # on a results page: tables, figures, notebooks, the rest
+
+
+def files(folder, pattern='*'):
+    """The files under `folder` that match `pattern`, sorted, without hidden folders and Jupyter's checkpoints."""
+    return sorted(p for p in folder.rglob(pattern)
+                  if not any(part.startswith('.') for part in p.relative_to(folder).parts))
 
 
 def title(text, default):
@@ -80,12 +87,12 @@ def stage_notebook(src, dst, docs, pages, blob):
 def stage_results(docs, pages, blob):
     """One page per folder of results/: its .md tables inlined, its figures shown, its notebooks as pages."""
     nav = []
-    for d in sorted([ROOT / 'results'] + [p for p in (ROOT / 'results').rglob('*') if p.is_dir()]):
+    for d in [ROOT / 'results'] + [p for p in files(ROOT / 'results') if p.is_dir()]:
         rel = d.relative_to(ROOT).as_posix()
         body, notebooks = [f'# {"Results" if rel == "results" else d.name}\n'], []
         (docs / rel).mkdir(parents=True, exist_ok=True)
-        kind = {'.md': 0, '.ipynb': 2, **{s: 1 for s in FIGURES}}  # tables, figures, notebooks, the rest
-        for f in sorted(d.iterdir(), key=lambda f: (kind.get(f.suffix.lower(), 3), f.name)):
+        here = [f for f in d.iterdir() if not f.name.startswith('.')]
+        for f in sorted(here, key=lambda f: (ORDER.get(f.suffix.lower(), 3), f.name)):
             frel = f.relative_to(ROOT).as_posix()
             if f.is_dir():
                 body.append(f'- [{f.name}]({f.name}/index.md)')
@@ -93,15 +100,16 @@ def stage_results(docs, pages, blob):
                 body.append(fix_links(f.read_text(), frel, f'{rel}/index.md', pages, blob))
             elif f.suffix.lower() in FIGURES:
                 shutil.copy2(f, docs / frel)
-                body.append(f'![{f.stem}]({f.name})')
+                if f.name not in '\n'.join(body):  # not shown by a table's text already
+                    body.append(f'![{f.stem}]({f.name})')
             elif f.suffix == '.ipynb':
-                notebooks.append({stage_notebook(frel, frel, docs, pages, blob): frel})
+                notebooks.append({stage_notebook(frel, frel, docs, pages, blob).split(':')[0]: frel})
                 body.append(f'- executed notebook: [{f.name}]({f.name})')
             else:
                 body.append(f'- [{f.name}]({blob}/{frel})')
         (docs / rel / 'index.md').write_text('\n\n'.join(body) + '\n')
-        entry = f'{rel}/index.md'
-        nav.append({'Overview' if rel == 'results' else rel[len('results/'):]: [entry] + notebooks if notebooks else entry})
+        entry, name = f'{rel}/index.md', 'Overview' if rel == 'results' else rel[len('results/'):]
+        nav.append({name: [entry] + notebooks if notebooks else entry})
     return nav
 
 
@@ -111,18 +119,24 @@ def stage(docs):
     cfg.read(ROOT / 'settings.ini')
     blob = f"{cfg['DEFAULT']['git_url']}/blob/{cfg['DEFAULT']['branch']}"
     nbs = ROOT / 'nbs'
-    library = sorted(p for p in nbs.glob('*.ipynb') if p.stem != 'index')
-    experiments = sorted((nbs / 'experiments').glob('*.ipynb'))
+    sections = {'Library': sorted(p for p in nbs.glob('*.ipynb') if p.stem != 'index')}
+    for d in sorted(p for p in nbs.iterdir() if p.is_dir() and not p.name.startswith(('.', '_'))):
+        sections[d.name.replace('_', ' ').capitalize()] = files(d, '*.ipynb')
     home = 'index.ipynb' if (nbs / 'index.ipynb').exists() else 'index.md'
     # repository path -> staged path, for the links
     pages = {'nbs/index.ipynb' if home == 'index.ipynb' else 'README.md': home}
-    pages.update({p.relative_to(ROOT).as_posix(): p.relative_to(nbs).as_posix() for p in library + experiments})
+    pages.update({p.relative_to(ROOT).as_posix(): p.relative_to(nbs).as_posix() for g in sections.values() for p in g})
+    for f in (f for f in files(nbs) if f.suffix.lower() in FIGURES):  # images the notebooks show
+        pages[f.relative_to(ROOT).as_posix()] = f.relative_to(nbs).as_posix()
+        (docs / f.relative_to(nbs)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, docs / f.relative_to(nbs))
     if (ROOT / 'bench/README.md').exists():
         pages['bench/README.md'] = 'benchmarks.md'
     if (ROOT / 'results').is_dir():
-        for p in (ROOT / 'results').rglob('*'):
+        for p in files(ROOT / 'results'):  # a folder and its .md tables make its page; the rest is copied
             rel = p.relative_to(ROOT).as_posix()
-            pages[rel] = f'{rel}/index.md' if p.is_dir() else rel
+            folder = rel if p.is_dir() else os.path.dirname(rel) if p.suffix == '.md' else None
+            pages[rel] = f'{folder}/index.md' if folder else rel
         pages['results'] = 'results/index.md'
 
     if home == 'index.ipynb':
@@ -130,7 +144,7 @@ def stage(docs):
     else:
         (docs / home).write_text(fix_links((ROOT / 'README.md').read_text(), 'README.md', home, pages, blob))
     nav = [{'Home': home}]
-    for name, group in (('Library', library), ('Experiments', experiments)):
+    for name, group in sections.items():
         items = []
         for p in group:
             src = p.relative_to(ROOT).as_posix()
