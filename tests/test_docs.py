@@ -1,8 +1,10 @@
-"""The documentation site: `make docs`'s command builds it, a real headless Chromium renders its pages, no link is broken.
+"""The documentation site: the command `make docs` runs builds it, a real headless Chromium renders its pages,
+and no link inside it is broken.
 
 The site is built from a copy of the repository in which one library notebook carries a figure output where none
 has one yet, and `results/` holds one small artefact where the repository has none, so that both paths are
-exercised today. Light imports only: this runs in a venv with the docs packages and pytest, without torch.
+exercised today. Light imports only: it also runs in a venv with just the docs packages and pytest
+(`pytest --noconftest tests/test_docs.py`: conftest.py imports torch).
 """
 import base64
 import functools
@@ -141,7 +143,7 @@ def test_pages_render_in_chromium(built, served, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip('no /usr/bin/chromium: `make test` installs it (apt-get install chromium) only when run as root')
     from playwright.sync_api import sync_playwright
-    site, notebook, title = built
+    _, notebook, title = built
     with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(str(tmp_path / 'profile'), executable_path=str(CHROMIUM),
                                                        headless=True, args=FLAGS)
