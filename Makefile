@@ -12,7 +12,7 @@ OUT ?= reports/$(if $(DATA),$(notdir $(patsubst %/,%,$(DATA))),synthetic)-$(PRES
 JOBS ?= 2
 SYNC_TMP := $(shell mktemp -u /tmp/mer_nb_sync.XXXXXX)
 
-.PHONY: setup test reproduce bench export sync-check clean
+.PHONY: setup browser test docs reproduce bench export sync-check clean
 
 setup: $(VENV)/.installed
 
@@ -34,8 +34,19 @@ sync-check: setup
 	@diff -r -q -x .ipynb_checkpoints $(SYNC_TMP)/nbs nbs || { echo "notebooks are not clean: run 'make export' (nbdev_clean) and commit"; exit 1; }
 	@rm -rf $(SYNC_TMP) && echo "sync-check: mer_nb/ matches nbs/, notebooks clean"
 
-test: setup sync-check
+# Chromium from Debian's packages, for the real-browser test in tests/test_docs.py: installed when missing and root.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "browser: /usr/bin/chromium is missing and installing it needs root; tests/test_docs.py will skip its browser test"; fi
+
+test: setup browser sync-check
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) tests
+
+# The documentation site, built offline from the notebooks' committed outputs (nothing is run): open _site/index.html.
+DOCS_OUT ?= _site
+docs: setup
+	$(BIN)/python docs/build.py $(DOCS_OUT)
 
 reproduce: setup
 	OMP_NUM_THREADS=1 $(BIN)/mer-nb reproduce --preset $(PRESET) $(if $(DATA),--data $(DATA)) $(if $(ONLY),--only $(ONLY)) --out $(OUT)
@@ -50,4 +61,4 @@ bench: setup
 	OMP_NUM_THREADS=1 $(BIN)/python bench/foldpar_loso.py $(if $(DATA),--data $(DATA))
 
 clean:
-	rm -rf reports runs .pytest_cache
+	rm -rf reports runs .pytest_cache _site

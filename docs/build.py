@@ -1,0 +1,191 @@
+"""Build the documentation site: `python docs/build.py [OUT]` (default `_site/`; `make docs` runs it).
+
+Nothing is executed: a notebook page shows the outputs committed in the notebook. The pages are staged in a
+temporary folder and the navigation is generated from what the repository holds at build time, so notebooks that
+are added or renumbered need no edit here:
+
+- Home: `nbs/index.ipynb`, or `README.md` where there is none
+- Library: `nbs/*.ipynb`; Experiments: `nbs/experiments/*.ipynb` (and a section for any other folder of `nbs/`)
+- Results: one page per folder of `results/` (its tables, figures, executed notebooks), where `results/` exists
+- Benchmarks: `bench/README.md`, where it exists
+- API reference: one page per module of `mer_nb/`, from its docstrings (griffe reads the source: nothing is imported)
+
+Relative links are pointed at the staged pages, and links to other files of the repository at its host; a link
+to nothing is left as it is, for tests/test_docs.py to find.
+"""
+import configparser
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LINK = re.compile(r'(\]\()([^)\s]+)(\))')  # the target of a Markdown link or image
+FIGURES = ('.png', '.svg', '.jpg', '.jpeg', '.gif')
+ORDER = {'.md': 0, **{s: 1 for s in FIGURES}, '.ipynb': 2}  # on a results page: tables, figures, notebooks, the rest
+
+
+def files(folder, pattern='*'):
+    """The files under `folder` that match `pattern`, sorted, without hidden folders and Jupyter's checkpoints."""
+    return sorted(p for p in folder.rglob(pattern)
+                  if not any(part.startswith('.') for part in p.relative_to(folder).parts))
+
+
+def title(text, default):
+    """The first level-1 heading of `text`, else `default`."""
+    m = re.search(r'^#\s+(.+)$', text, re.M)
+    return m.group(1).replace('`', '').strip() if m else default
+
+
+def fix_links(text, src, dst, pages, blob, html=False):
+    """Relative links of `text`, read from repository path `src` and staged at `dst`, pointed at their pages."""
+    def fix(m):
+        target = m.group(2)
+        if re.match(r'[a-zA-Z][a-zA-Z0-9+.-]*:|#|/', target):  # external, anchor or absolute: as is
+            return m.group(0)
+        path, hash_, anchor = target.partition('#')
+        repo = os.path.normpath(os.path.join(os.path.dirname(src), path))
+        if repo in pages:
+            new = os.path.relpath(pages[repo], os.path.dirname(dst) or '.')
+            if html:  # a notebook's links are not rewritten by mkdocs
+                new = re.sub(r'\.(ipynb|md)$', '.html', new)
+        elif (ROOT / repo).exists():
+            new = f'{blob}/{repo}'
+        else:
+            return m.group(0)
+        return m.group(1) + new + hash_ + anchor + m.group(3)
+    return LINK.sub(fix, text)
+
+
+def stage_notebook(src, dst, docs, pages, blob):
+    """Copy notebook `src` to `docs/dst` without nbdev's `#| hide` cells and `#|` directives; return its title."""
+    nb = json.loads((ROOT / src).read_text())
+    cells = []
+    for c in nb['cells']:
+        text = ''.join(c['source'])
+        if c['cell_type'] == 'code':
+            if re.search(r'^#\|\s*hide\b', text, re.M):
+                continue
+            text = re.sub(r'^#\|.*(\n|$)', '', text, flags=re.M).strip('\n')
+            if not text and not c.get('outputs'):
+                continue
+        elif c['cell_type'] == 'markdown':
+            text = fix_links(text, src, dst, pages, blob, html=True)
+        cells.append({**c, 'source': text})
+    (docs / dst).parent.mkdir(parents=True, exist_ok=True)
+    (docs / dst).write_text(json.dumps({**nb, 'cells': cells}, indent=1))
+    first = next((''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'markdown'), '')
+    return title(first, Path(src).stem)
+
+
+def stage_results(docs, pages, blob):
+    """One page per folder of results/: its .md tables inlined, its figures shown, its notebooks as pages."""
+    nav = []
+    for d in [ROOT / 'results'] + [p for p in files(ROOT / 'results') if p.is_dir()]:
+        rel = d.relative_to(ROOT).as_posix()
+        body, notebooks = [f'# {"Results" if rel == "results" else d.name}\n'], []
+        (docs / rel).mkdir(parents=True, exist_ok=True)
+        here = [f for f in d.iterdir() if not f.name.startswith('.')]
+        for f in sorted(here, key=lambda f: (ORDER.get(f.suffix.lower(), 3), f.name)):
+            frel = f.relative_to(ROOT).as_posix()
+            if f.is_dir():
+                body.append(f'- [{f.name}]({f.name}/index.md)')
+            elif f.suffix == '.md':
+                body.append(fix_links(f.read_text(), frel, f'{rel}/index.md', pages, blob))
+            elif f.suffix.lower() in FIGURES:
+                shutil.copy2(f, docs / frel)
+                if f.name not in '\n'.join(body):  # not shown by a table's text already
+                    body.append(f'![{f.stem}]({f.name})')
+            elif f.suffix == '.ipynb':
+                notebooks.append({stage_notebook(frel, frel, docs, pages, blob).split(':')[0]: frel})
+                body.append(f'- executed notebook: [{f.name}]({f.name})')
+            else:
+                body.append(f'- [{f.name}]({blob}/{frel})')
+        (docs / rel / 'index.md').write_text('\n\n'.join(body) + '\n')
+        entry, name = f'{rel}/index.md', 'Overview' if rel == 'results' else rel[len('results/'):]
+        nav.append({name: [entry] + notebooks if notebooks else entry})
+    return nav
+
+
+def stage(docs):
+    """Stage every page into `docs`; return the navigation."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / 'settings.ini')
+    blob = f"{cfg['DEFAULT']['git_url']}/blob/{cfg['DEFAULT']['branch']}"
+    nbs = ROOT / 'nbs'
+    sections = {'Library': sorted(p for p in nbs.glob('*.ipynb') if p.stem != 'index')}
+    for d in sorted(p for p in nbs.iterdir() if p.is_dir() and not p.name.startswith(('.', '_'))):
+        sections[d.name.replace('_', ' ').capitalize()] = files(d, '*.ipynb')
+    home = 'index.ipynb' if (nbs / 'index.ipynb').exists() else 'index.md'
+    # repository path -> staged path, for the links
+    pages = {'nbs/index.ipynb' if home == 'index.ipynb' else 'README.md': home}
+    pages.update({p.relative_to(ROOT).as_posix(): p.relative_to(nbs).as_posix() for g in sections.values() for p in g})
+    for f in (f for f in files(nbs) if f.suffix.lower() in FIGURES):  # images the notebooks show
+        pages[f.relative_to(ROOT).as_posix()] = f.relative_to(nbs).as_posix()
+        (docs / f.relative_to(nbs)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, docs / f.relative_to(nbs))
+    if (ROOT / 'bench/README.md').exists():
+        pages['bench/README.md'] = 'benchmarks.md'
+    if (ROOT / 'results').is_dir():
+        for p in files(ROOT / 'results'):  # a folder and its .md tables make its page; the rest is copied
+            rel = p.relative_to(ROOT).as_posix()
+            folder = rel if p.is_dir() else os.path.dirname(rel) if p.suffix == '.md' else None
+            pages[rel] = f'{folder}/index.md' if folder else rel
+        pages['results'] = 'results/index.md'
+
+    if home == 'index.ipynb':
+        stage_notebook('nbs/index.ipynb', home, docs, pages, blob)
+    else:
+        (docs / home).write_text(fix_links((ROOT / 'README.md').read_text(), 'README.md', home, pages, blob))
+    nav = [{'Home': home}]
+    for name, group in sections.items():
+        items = []
+        for p in group:
+            src = p.relative_to(ROOT).as_posix()
+            heading = stage_notebook(src, pages[src], docs, pages, blob)
+            items.append({heading.split(':')[0]: pages[src]})  # 'Table 1: comparison with ...' -> 'Table 1'
+        if items:
+            nav.append({name: items})
+    if (ROOT / 'results').is_dir():
+        nav.append({'Results': stage_results(docs, pages, blob)})
+    if 'bench/README.md' in pages:
+        text = (ROOT / 'bench/README.md').read_text()
+        (docs / 'benchmarks.md').write_text(fix_links(text, 'bench/README.md', 'benchmarks.md', pages, blob))
+        nav.append({'Benchmarks': 'benchmarks.md'})
+    api = []
+    for mod in sorted(p.stem for p in (ROOT / 'mer_nb').glob('*.py') if not p.stem.startswith('_')):
+        (docs / 'api').mkdir(exist_ok=True)
+        (docs / f'api/{mod}.md').write_text(f'# mer_nb.{mod}\n\n::: mer_nb.{mod}\n')
+        api.append({mod: f'api/{mod}.md'})
+    nav.append({'API reference': api})
+    return cfg['DEFAULT'], nav
+
+
+def main(out):
+    out = Path(out).resolve()
+    if out.exists() and any(out.iterdir()) and not (out / 'sitemap.xml').exists():
+        sys.exit(f'{out} is neither empty nor a site built before: not overwriting it')
+    with tempfile.TemporaryDirectory() as tmp:
+        docs = Path(tmp) / 'docs'
+        docs.mkdir()
+        settings, nav = stage(docs)
+        config = yaml.safe_load((ROOT / 'docs/mkdocs.yml').read_text())
+        config.update(site_name=settings['title'], site_description=settings['description'],
+                      repo_url=settings['git_url'], copyright=f"Copyright {settings['copyright']}",
+                      docs_dir=str(docs), site_dir=str(out), nav=nav)
+        strings = next(p['mkdocstrings'] for p in config['plugins'] if isinstance(p, dict) and 'mkdocstrings' in p)
+        strings['handlers']['python']['paths'] = [str(ROOT)]
+        (Path(tmp) / 'mkdocs.yml').write_text(yaml.safe_dump(config, sort_keys=False))
+        subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '-q', '-f', str(Path(tmp) / 'mkdocs.yml')],
+                       check=True, cwd=tmp, env={**os.environ, 'NO_MKDOCS_2_WARNING': '1'})
+    print(f'docs: {out}/index.html')
+
+
+if __name__ == '__main__':
+    main(sys.argv[1] if len(sys.argv) > 1 else ROOT / '_site')
