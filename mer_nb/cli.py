@@ -149,6 +149,7 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
     check_workers(workers)
     if data is not None and not Path(data).exists(): raise MerError(f'--data {data}: no such folder')
     out = check_writable(out, '--out', folder=True)
+    for name in names: check_writable(out/name, '--out', folder=True)      # an artefact folder that is a file
     rank, world = shard()
     if world > 1: os.environ['MER_NB_RUNS'] = str((out/'runs').resolve())   # inherited by the notebook kernels
     for name in names:
