@@ -97,11 +97,16 @@ def _one_line(text: str, limit: int = 400) -> str:
     t = ' '.join(str(text).split())
     return t if len(t) <= limit else t[:limit - 3] + '...'
 
+def _retarget(nb: Path, old: str, new: str) -> Path:
+    "The executed notebook `nb` (still in the staging folder) with the staging path `old` written as the final `new`."
+    nb.write_text(nb.read_text(encoding='utf-8').replace(old, new), encoding='utf-8')
+    return nb
+
 def _move_into(stage: Path, adir: Path, old: str, new: str) -> None:
     "Every file of `stage` into `adir`, each by an atomic rename; `old` (the staging path) becomes `new` inside notebooks."
     adir.mkdir(parents=True, exist_ok=True)
     for f in sorted(stage.iterdir()):
-        if f.suffix == '.ipynb': f.write_text(f.read_text(encoding='utf-8').replace(old, new), encoding='utf-8')
+        if f.suffix == '.ipynb': _retarget(f, old, new)
         dst = adir/f.name
         if f.is_dir() and dst.is_dir(): shutil.rmtree(dst)
         os.replace(f, dst)
@@ -123,8 +128,7 @@ def run_notebook(nb: Path, adir: Path, params: dict, log_output: bool = True) ->
             pm.execute_notebook(str(nb), str(stage/nb.name), parameters={**params, 'out': old}, kernel_name='python3',
                                 progress_bar=False, log_output=log_output, cwd=old, kernel_manager_class=kernel_manager())
         except pm.PapermillExecutionError as e:
-            done = stage/nb.name
-            if done.is_file(): os.replace(done, failed); failed.write_text(failed.read_text(encoding='utf-8').replace(old, new), encoding='utf-8')
+            if (stage/nb.name).is_file(): os.replace(_retarget(stage/nb.name, old, new), failed)
             raise MerError(f'{adir.name} ({nb.name}): {_one_line(f"{e.ename}: {e.evalue}")} [traceback: {failed}]') from e
         except (MerError, OSError): raise
         except Exception as e:
