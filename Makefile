@@ -11,6 +11,8 @@ ONLY ?=
 OUT ?= reports/$(if $(DATA),$(notdir $(patsubst %/,%,$(DATA))),synthetic)-$(PRESET)
 JOBS ?= 2
 SYNC_TMP := $(shell mktemp -u /tmp/mer_nb_sync.XXXXXX)
+# Package files nbdev does not write: the Adam kernel's C source, and the link that ships nbs/experiments as mer_nb/notebooks
+PKG_DATA := mer_nb/kernels mer_nb/notebooks
 
 .PHONY: setup browser test docs reproduce bench export sync-check clean
 
@@ -28,7 +30,7 @@ export: setup
 
 # Fails when mer_nb/ is not what the notebooks export, or when a notebook is not nbdev_clean'ed.
 sync-check: setup
-	@rm -rf $(SYNC_TMP) && mkdir -p $(SYNC_TMP)/mer_nb && cp -r settings.ini nbs $(SYNC_TMP)/ && cp mer_nb/__init__.py $(SYNC_TMP)/mer_nb/
+	@rm -rf $(SYNC_TMP) && mkdir -p $(SYNC_TMP)/mer_nb && cp -r settings.ini nbs $(SYNC_TMP)/ && cp mer_nb/__init__.py $(SYNC_TMP)/mer_nb/ && cp -a $(PKG_DATA) $(SYNC_TMP)/mer_nb/
 	@cd $(SYNC_TMP) && $(abspath $(BIN))/nbdev_export && $(abspath $(BIN))/nbdev_clean
 	@diff -r -q -x __pycache__ $(SYNC_TMP)/mer_nb mer_nb || { echo "mer_nb/ is out of sync with nbs/: run 'make export' and commit notebooks and modules together"; exit 1; }
 	@diff -r -q -x .ipynb_checkpoints $(SYNC_TMP)/nbs nbs || { echo "notebooks are not clean: run 'make export' (nbdev_clean) and commit"; exit 1; }

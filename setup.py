@@ -25,6 +25,9 @@ setuptools.setup(
     ],
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['mer_nb', 'mer_nb.*']),
+    # Package data: the experiment notebooks (`mer_nb/notebooks` is a link to nbs/experiments, so that `mer-nb reproduce`
+    # finds them through importlib.resources in a checkout, an editable install and a wheel alike) and the Adam kernel's C source.
+    package_data={'mer_nb': ['notebooks/*.ipynb', 'kernels/*.c']},
     include_package_data=True,
     install_requires=shlex.split(cfg.get('requirements', '')),
     extras_require={'dev': shlex.split(cfg.get('dev_requirements', ''))},

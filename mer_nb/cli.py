@@ -7,112 +7,296 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
+from importlib import resources
 from pathlib import Path
 
+import mer_nb
 from .core import MerError, environment_info, git_revision, write_json
 from .recipe import PRESETS, get_preset
 
 # %% auto #0
-__all__ = ['ARTEFACTS', 'experiments_dir', 'parse_only', 'reproduce', 'main']
+__all__ = ['ARTEFACTS', 'experiments_dir', 'parse_only', 'parse_seeds', 'check_workers', 'check_writable', 'kernel_manager',
+           'run_notebook', 'reproduce', 'Stopped', 'end_children', 'stop_on_signals', 'parser', 'error_line', 'main']
 
 # %% ../nbs/08_cli.ipynb #74c42d4f
-ARTEFACTS = {'table1': 'table1_sota'}   # artefact -> notebook in nbs/experiments/
+ARTEFACTS = {'table1': 'table1_sota'}   # artefact -> experiment notebook (nbs/experiments/, shipped as mer_nb/notebooks/)
 ARTEFACTS.update(table4='table4_lape', table5='table5_esaat', fig1='fig1_complexity')   # LAPE, ESAAT, cost (10_esaat)
 ARTEFACTS.update(table2='table2_kfold', table3='table3_diffusion')   # diffusion augmentation (12_diffusion)
 
 def experiments_dir() -> Path:
-    "The folder of the experiment notebooks in the source checkout."
-    d = Path(__file__).resolve().parents[1]/'nbs'/'experiments'
-    if not d.is_dir(): raise MerError(f'{d}: experiment notebooks not found; run from a source checkout installed with `pip install -e .`')
+    "The folder of the experiment notebooks: the package data `mer_nb/notebooks`, found through `importlib.resources`."
+    d = resources.files(mer_nb).joinpath('notebooks')
+    if not isinstance(d, Path) or not d.is_dir():
+        raise MerError(f'{d}: experiment notebooks not found in the installed package (reinstall mer_nb)')
     return d
 
 def parse_only(only) -> list[str]:
     "Artefact names from 'table1,table2' or a list; all when empty."
     names = [o.strip() for o in (only.split(',') if isinstance(only, str) else only or []) if o.strip()] or list(ARTEFACTS)
     bad = [n for n in names if n not in ARTEFACTS]
-    if bad: raise MerError(f'unknown artefact(s) {", ".join(bad)} (choose from {", ".join(ARTEFACTS)})')
+    if bad: raise MerError(f'--only: unknown artefact(s) {", ".join(bad)} (choose from {", ".join(ARTEFACTS)})')
     return names
 
+# %% ../nbs/08_cli.ipynb #4b7d2e11
+def parse_seeds(seeds, option: str = '--seeds') -> list[int]:
+    "Seeds from '0,1,2' or a list of integers: non-negative, below 2**32, no repeats; [0] when None."
+    if seeds is None: return [0]
+    items = seeds.split(',') if isinstance(seeds, str) else list(seeds)
+    out = []
+    for s in items:
+        t = str(s).strip()
+        if isinstance(s, bool) or not t.isdigit() or int(t) >= 2**32:
+            raise MerError(f'{option} {seeds if isinstance(seeds, str) else ",".join(map(str, seeds))}: {t!r} is not a seed '
+                           '(non-negative integers below 2**32, comma-separated: e.g. 0,1,2)')
+        out.append(int(t))
+    if not out: raise MerError(f'{option}: no seed given (e.g. 0 or 0,1,2)')
+    if len(set(out)) < len(out): raise MerError(f'{option} {",".join(map(str, out))}: a seed is repeated')
+    return out
+
+def check_workers(workers, option: str = '--workers'):
+    "`workers` as given, when it is None (the preset's) or an integer >= 1."
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise MerError(f"{option} {workers}: must be an integer >= 1 (or left out: the preset's)")
+    return workers
+
+def check_writable(path, option: str, folder: bool = False) -> Path:
+    """`path` as a Path once a file (`folder=True`: a folder) can be written there: it is not the other kind, and a file
+    can be created in its nearest existing folder. A MerError naming `option` otherwise."""
+    p = Path(path).expanduser()
+    if p.exists() and p.is_dir() != folder: raise MerError(f"{option} {path}: {'not a folder' if folder else 'is a folder, not a file'}")
+    d = p if folder and p.exists() else p.absolute().parent
+    while not d.exists() and not d.is_symlink(): d = d.parent
+    if not d.is_dir(): raise MerError(f'{option} {path}: {d} is not a folder')
+    try:
+        fd, probe = tempfile.mkstemp(dir=d, prefix='.mer_nb-write-check-')
+        os.close(fd); os.unlink(probe)
+    except OSError as e: raise MerError(f'{option} {path}: cannot write in {d} ({e.strerror})') from None
+    return p
+
+# %% ../nbs/08_cli.ipynb #7ea05b44
+def kernel_manager():
+    "nbclient's kernel manager, with transport encryption (CurveZMQ) switched on where jupyter_client and pyzmq support it."
+    import zmq
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+    if not zmq.has('curve') or not hasattr(AsyncKernelManager, 'transport_encryption'): return AsyncKernelManager
+    class EncryptedKernelManager(AsyncKernelManager):
+        @default('transport_encryption')
+        def _auto(self): return 'auto'     # encrypt when the kernelspec declares support (ipykernel >= 7 does)
+    return EncryptedKernelManager
+
+def _one_line(text: str, limit: int = 400) -> str:
+    "`text` on one line (whitespace collapsed), cut at `limit` characters."
+    t = ' '.join(str(text).split())
+    return t if len(t) <= limit else t[:limit - 3] + '...'
+
+def _retarget(nb: Path, old: str, new: str) -> Path:
+    "The executed notebook `nb` (still in the staging folder) with the staging path `old` written as the final `new`."
+    nb.write_text(nb.read_text(encoding='utf-8').replace(old, new), encoding='utf-8')
+    return nb
+
+def _move_into(stage: Path, adir: Path, old: str, new: str) -> None:
+    "Every file of `stage` into `adir`, each by an atomic rename; `old` (the staging path) becomes `new` inside notebooks."
+    adir.mkdir(parents=True, exist_ok=True)
+    for f in sorted(stage.iterdir()):
+        if f.suffix == '.ipynb': _retarget(f, old, new)
+        dst = adir/f.name
+        if f.is_dir() and dst.is_dir(): shutil.rmtree(dst)
+        os.replace(f, dst)
+
+def run_notebook(nb: Path, adir: Path, params: dict, log_output: bool = True) -> float:
+    """Execute the experiment notebook `nb` with `params` (its `out` is `adir`), its files moved into `adir` when it has
+    run to the end; returns the wall time. An error inside the notebook: a one-line MerError, the executed notebook
+    kept as `<adir>.failed.ipynb`."""
+    import papermill as pm
+    adir = Path(adir)
+    stage = adir.parent/f'.{adir.name}.partial-{os.getpid()}'
+    failed = adir.parent/f'{adir.name}.failed.ipynb'
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    old, new = str(stage.resolve()), str(adir.resolve())
+    try:
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(nb), str(stage/nb.name), parameters={**params, 'out': old}, kernel_name='python3',
+                                progress_bar=False, log_output=log_output, cwd=old, kernel_manager_class=kernel_manager())
+        except pm.PapermillExecutionError as e:
+            if (stage/nb.name).is_file(): os.replace(_retarget(stage/nb.name, old, new), failed)
+            raise MerError(f'{adir.name} ({nb.name}): {_one_line(f"{e.ename}: {e.evalue}")} [traceback: {failed}]') from e
+        except (MerError, OSError): raise
+        except Exception as e:
+            raise MerError(f'{adir.name} ({nb.name}): {type(e).__name__}: {_one_line(e)}') from e
+        _move_into(stage, adir, old, new)
+        failed.unlink(missing_ok=True)
+        return time.time() - t0
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
 # %% ../nbs/08_cli.ipynb #81620791
-def reproduce(preset: str = 'smoke', data=None, only=None, out='reports', seeds=None, workers: int | None = None,
+def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=None, workers: int | None = None,
               log_output: bool = True, extra: dict | None = None) -> Path:
     """Run the experiment notebooks for `only` (default: all) with papermill; returns `out`. `extra`: more notebook parameters.
-    Under `torchrun` every rank runs the notebooks; `run_cv` shares the folds out among the ranks through the common
-    run cache `<out>/runs` ($MER_NB_RUNS); rank 0 writes the artefacts to `<out>/<name>`, the other ranks to
-    `<out>/<name>/rank<r>` (the same tables, read from the same fold records)."""
-    import papermill as pm
+    Every option is checked before the first notebook starts. Under `torchrun` every rank runs the notebooks; `run_cv`
+    shares the folds out among the ranks through the common run cache `<out>/runs` ($MER_NB_RUNS); rank 0 writes the
+    artefacts to `<out>/<name>`, the other ranks to `<out>/<name>/rank<r>` (the same tables, read from the same fold records)."""
     from mer_nb.cv import shard
     p = get_preset(preset)
-    out = Path(out)
+    names = parse_only(only)
+    seeds = parse_seeds(seeds)
+    check_workers(workers)
     if data is not None and not Path(data).exists(): raise MerError(f'--data {data}: no such folder')
-    seeds = list(seeds) if seeds else [0]
+    out = check_writable(out, '--out', folder=True)
+    for name in names: check_writable(out/name, '--out', folder=True)      # an artefact folder that is a file
     rank, world = shard()
     if world > 1: os.environ['MER_NB_RUNS'] = str((out/'runs').resolve())   # inherited by the notebook kernels
-    for name in parse_only(only):
+    for name in names:
         nb = experiments_dir()/f'{ARTEFACTS[name]}.ipynb'
         adir = out/name if rank == 0 else out/name/f'rank{rank}'
-        adir.mkdir(parents=True, exist_ok=True)
         params = dict(preset=p.name, data=None if data is None else str(Path(data).resolve()), out=str(adir.resolve()),
                       seeds=seeds, workers=workers, **(extra or {}))
         print(f'[mer-nb] {name}: {nb.name} -> {adir}', flush=True)
-        t0 = time.time()
-        pm.execute_notebook(str(nb), str(adir/f'{ARTEFACTS[name]}.ipynb'), parameters=params, kernel_name='python3',
-                            progress_bar=False, log_output=log_output, cwd=str(adir))
-        wall = time.time() - t0
+        wall = run_notebook(nb, adir, params, log_output)
         write_json(adir/'run.json', {'artefact': name, 'notebook': str(nb), 'parameters': params, 'preset': asdict(p),
                                      'seeds': seeds, 'git_revision': git_revision(nb.parent), **environment_info(),
                                      'wall_seconds': {name: round(wall, 1)}, 'command': ' '.join(sys.argv)})
         print(f'[mer-nb] {name}: done in {wall:.0f} s; table: {adir/(name + ".md")}', flush=True)
     return out
 
+# %% ../nbs/08_cli.ipynb #a1d38e77
+class Stopped(BaseException):
+    "SIGINT or SIGTERM arrived while a command ran (a BaseException: no `except Exception` on the way swallows it)."
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+def end_children(grace: float = 5.0) -> int:
+    "End every descendant of this process: SIGTERM, then SIGKILL for those alive after `grace` seconds. Returns how many there were."
+    import psutil
+    procs = psutil.Process().children(recursive=True)      # the whole tree first: a child's children outlive it as orphans
+    for p in procs:
+        try: p.terminate()
+        except psutil.NoSuchProcess: pass
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for p in alive:
+        try: p.kill()
+        except psutil.NoSuchProcess: pass
+    psutil.wait_procs(alive, timeout=grace)
+    return len(procs)
+
+@contextmanager
+def stop_on_signals():
+    "Within: SIGINT/SIGTERM end all descendant processes, then raise `Stopped` (further signals are ignored meanwhile)."
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    def handler(signum, frame):
+        for s in sigs: signal.signal(s, signal.SIG_IGN)
+        end_children()
+        raise Stopped(signum)
+    try: old = {s: signal.signal(s, handler) for s in sigs}
+    except ValueError: old = {}                                # not the main thread: signals stay as they are
+    try: yield
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+
 # %% ../nbs/08_cli.ipynb #d72c2d92
-def main(argv=None) -> int:
-    "Entry point of the `mer-nb` command."
-    ap = argparse.ArgumentParser(prog='mer-nb', description='Micro-expression recognition: reproduce the paper\'s tables and figures.')
-    sub = ap.add_subparsers(dest='cmd', required=True)
-    r = sub.add_parser('reproduce', help='run the experiment notebooks with papermill')
-    r.add_argument('--preset', default='quick', choices=list(PRESETS))
+class _Formatter(argparse.HelpFormatter):
+    "Help that shows each option's default, unless it is None or False (the help says what happens) or the option is required."
+    def _get_help_string(self, action):
+        h = action.help or ''
+        if '%(default)' in h or not action.option_strings or action.required or action.default in (None, False, argparse.SUPPRESS): return h
+        return h + ' (default: %(default)s)'
+
+class _Parser(argparse.ArgumentParser):
+    "argparse, with a usage error told in one line `mer-nb: error: ...` (exit 2), as every other error is."
+    def error(self, message):
+        self.exit(2, f'mer-nb: error: {message} (see `{self.prog} --help`)\n')
+
+def _count(lo: int):
+    "An argparse type: an integer >= `lo`."
+    def count(s):
+        try: v = int(s)
+        except ValueError: v = None
+        if v is None or v < lo: raise argparse.ArgumentTypeError(f'{s!r} is not an integer >= {lo}')
+        return v
+    return count
+
+def parser() -> argparse.ArgumentParser:
+    "The `mer-nb` argument parser."
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='on an error, show the full traceback (also: MER_NB_DEBUG=1)')
+    kw = dict(formatter_class=_Formatter, parents=[common])
+    ap = _Parser(prog='mer-nb', description="Micro-expression recognition: reproduce the paper's tables and figures.", **kw)
+    ap.add_argument('--version', action='version', version=f'%(prog)s {mer_nb.__version__}')
+    sub = ap.add_subparsers(dest='cmd', required=True, metavar='{reproduce,train,predict,data}')
+    r = sub.add_parser('reproduce', help='run the experiment notebooks with papermill', **kw)
+    r.add_argument('--preset', default='quick', choices=list(PRESETS), help='training budget: smoke (plumbing only), quick, paper')
     r.add_argument('--data', default=None, help='dataset folder (MEGC2019 composite layout); default: the embedded synthetic set')
     r.add_argument('--only', default=None, help=f'comma-separated artefacts: {",".join(ARTEFACTS)} (default: all)')
-    r.add_argument('--out', default='reports')
-    r.add_argument('--seeds', default='0', help='comma-separated seeds, e.g. 0,1,2')
-    r.add_argument('--workers', type=int, default=None, help="processes training folds in parallel (default: the preset's)")
-    t = sub.add_parser('train', help='train HTNet on all samples of a dataset and save its weights (mer_nb.predict)')
-    t.add_argument('--data', default='synthetic', help='synthetic (default), a composite folder, or a CAS(ME)^3 label CSV (or the folder holding it)')
-    t.add_argument('--preset', default='quick', choices=list(PRESETS))
-    t.add_argument('--save', required=True, help='weights file to write (state_dict + config)')
-    t.add_argument('--seed', type=int, default=0)
+    r.add_argument('--out', default='reports', help='output folder: one subfolder per artefact, fold records in runs/')
+    r.add_argument('--seeds', default='0', help='comma-separated non-negative seeds, e.g. 0,1,2')
+    r.add_argument('--workers', type=_count(1), default=None, help="processes training folds in parallel (default: the preset's)")
+    t = sub.add_parser('train', help='train HTNet on all samples of a dataset and save its weights (mer_nb.predict)', **kw)
+    t.add_argument('--data', default='synthetic', help='synthetic, a composite folder, or a CAS(ME)^3 label CSV (or the folder holding it)')
+    t.add_argument('--preset', default='quick', choices=list(PRESETS), help='training budget: smoke (plumbing only), quick, paper')
+    t.add_argument('--save', required=True, help='weights file to write (state_dict + config); checked before training')
+    t.add_argument('--seed', type=_count(0), default=0, help='random seed (non-negative integer)')
     t.add_argument('--frames', default=None, help="CAS(ME)^3 frame root (default: the CSV's folder)")
     t.add_argument('--landmarks', default=None, choices=['mtcnn'], help='detect landmarks on the faces instead of the dataset default')
-    pr = sub.add_parser('predict', help='classify an onset/apex frame pair with trained weights (mer_nb.predict)')
-    pr.add_argument('--onset', required=True); pr.add_argument('--apex', required=True)
+    pr = sub.add_parser('predict', help='classify an onset/apex frame pair with trained weights (mer_nb.predict)', **kw)
+    pr.add_argument('--onset', required=True, help='onset frame (image file)')
+    pr.add_argument('--apex', required=True, help='apex frame (image file, same size as the onset)')
     pr.add_argument('--weights', default=None, help='weights from `mer-nb train` (default: $MER_NB_WEIGHTS)')
     pr.add_argument('--saliency', default=None, help='write the region saliency image (PNG) here')
-    pr.add_argument('--saliency-method', default='occlusion', choices=['occlusion', 'gradient'])
+    pr.add_argument('--saliency-method', default='occlusion', choices=['occlusion', 'gradient'], help='how region saliency is measured')
     pr.add_argument('--flow', default=None, choices=['tvl1', 'farneback'], help="flow method (default: the weights' pipeline)")
-    dt = sub.add_parser('data', help='dataset tools'); dsub = dt.add_subparsers(dest='data_cmd', required=True)
-    ck = dsub.add_parser('check', help='list every problem of a dataset (composite folder, or CAS(ME)^3 CSV + frames)')
-    ck.add_argument('path'); ck.add_argument('--frames', default=None, help="CAS(ME)^3 frame root (default: the CSV's folder)")
-    a = ap.parse_args(argv)
-    try:
-        if a.cmd == 'reproduce':
-            reproduce(a.preset, a.data, a.only, a.out, [int(s) for s in a.seeds.split(',')], a.workers)
-        elif a.cmd == 'train':
-            from mer_nb.predict import train_command
-            train_command(a.data, a.preset, a.save, a.seed, a.frames, a.landmarks)
-        elif a.cmd == 'predict':
-            from mer_nb.predict import predict_command
-            predict_command(a.onset, a.apex, a.weights, a.saliency, a.saliency_method, a.flow)
-        elif a.cmd == 'data':
-            from mer_nb.sources import check_data
-            problems = check_data(a.path, a.frames)
-            for m in problems: print(m)
-            print(f'mer-nb data check: {len(problems)} problem(s) in {a.path}' if problems else f'mer-nb data check: {a.path}: no problems')
-            return 1 if problems else 0
-    except MerError as e:
-        print(f'mer-nb: error: {e}', file=sys.stderr)
-        return 2
+    dt = sub.add_parser('data', help='dataset tools', **kw)
+    dsub = dt.add_subparsers(dest='data_cmd', required=True, metavar='{check}')
+    ck = dsub.add_parser('check', help='list every problem of a dataset (composite folder, or CAS(ME)^3 CSV + frames)', **kw)
+    ck.add_argument('path', help='composite folder, or CAS(ME)^3 label CSV')
+    ck.add_argument('--frames', default=None, help="CAS(ME)^3 frame root (default: the CSV's folder)")
+    return ap
+
+def error_line(e: BaseException) -> str:
+    "The one line `mer-nb: error: ...` that tells `e`."
+    if isinstance(e, Stopped): what = f'stopped by {e}; the notebook kernel and its workers were ended, no file half written'
+    elif isinstance(e, MerError): what = str(e)
+    elif isinstance(e, OSError) and e.filename is not None:
+        what = f'{e.filename}' + (f' -> {e.filename2}' if e.filename2 else '') + f': {e.strerror or e}'
+    else: what = f'{type(e).__name__}: {e} (run with --debug for the traceback)'
+    return 'mer-nb: error: ' + _one_line(what, 1000)
+
+def _run(a) -> int:
+    if a.cmd == 'reproduce':
+        reproduce(a.preset, a.data, a.only, a.out, parse_seeds(a.seeds), a.workers)
+    elif a.cmd == 'train':
+        from mer_nb.predict import train_command
+        check_writable(a.save, '--save')
+        train_command(a.data, a.preset, a.save, a.seed, a.frames, a.landmarks)
+    elif a.cmd == 'predict':
+        from mer_nb.predict import predict_command
+        if a.saliency: check_writable(a.saliency, '--saliency')
+        predict_command(a.onset, a.apex, a.weights, a.saliency, a.saliency_method, a.flow)
+    elif a.cmd == 'data':
+        from mer_nb.sources import check_data
+        problems = check_data(a.path, a.frames)
+        for m in problems: print(m)
+        print(f'mer-nb data check: {len(problems)} problem(s) in {a.path}' if problems else f'mer-nb data check: {a.path}: no problems')
+        return 1 if problems else 0
     return 0
+
+def main(argv=None) -> int:
+    "Entry point of `mer-nb` and `python -m mer_nb`: the exit status (0; 1: `data check` found problems; 2: an error; 128 + signal: stopped)."
+    a = parser().parse_args(argv)
+    debug = getattr(a, 'debug', False) or os.environ.get('MER_NB_DEBUG', '') not in ('', '0')
+    try:
+        with stop_on_signals(): return _run(a)
+    except (Exception, Stopped) as e:
+        if debug: raise
+        print(error_line(e), file=sys.stderr, flush=True)
+        return 128 + e.signum if isinstance(e, Stopped) else 2

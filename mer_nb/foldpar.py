@@ -25,8 +25,8 @@ from .htnet import HTNet, Removed, Im2col3, blocks_last, patch_tokens, unblocks_
 from .recipe import Preset, class_weights, build_model, get_method
 
 # %% auto #0
-__all__ = ['CPU_FOLD_BATCH', 'can_batch', 'forward_folds', 'fused_adam', 'train_folds', 'fold_bytes', 'free_bytes',
-           'auto_fold_batch']
+__all__ = ['CPU_FOLD_BATCH', 'can_batch', 'forward_folds', 'adam_source', 'unsafe_dir', 'kernel_dirs', 'fused_adam',
+           'train_folds', 'fold_bytes', 'free_bytes', 'auto_fold_batch']
 
 # %% ../nbs/06a_foldpar.ipynb #ddecc41a
 def can_batch(model: nn.Module) -> str | None:
@@ -179,54 +179,96 @@ def _adam_(p, g, m1, m2, steps: np.ndarray, lr: float, wd: float, b1: float = 0.
 
 
 # %% ../nbs/06a_foldpar.ipynb #fb162038
-_ADAM_C = r"""
-#include <math.h>
-typedef void (*vsqrt_fn)(int, const float *, float *, unsigned long long);
-enum { BLK = 4096 };
-/* torch.optim.Adam's single-tensor step (L2 weight decay, bias correction) in one pass, on columns [0, n) of `rows`
-   rows: p, m1, m2 rows lie `ld` floats apart, g rows `ldg`; row r has its own -lr/(1 - b1^t) and sqrt(1 - b2^t). */
-void mer_adam(float *p, const float *g, float *m1, float *m2, long rows, long n, long ld, long ldg,
-              const float *neg_step, const float *bc2, float wd, float w1, float b2, float c2, float eps,
-              vsqrt_fn vsqrt, unsigned long long mode) {
-    float d[BLK];
-    for (long r = 0; r < rows; r++)
-        for (long c = 0; c < n; c += BLK) {
-            long w = n - c < BLK ? n - c : BLK;
-            float *P = p + r * ld + c, *A = m1 + r * ld + c, *B = m2 + r * ld + c;
-            const float *G = g + r * ldg + c;
-            for (long i = 0; i < w; i++) {
-                float gi = wd != 0.f ? fmaf(P[i], wd, G[i]) : G[i];   /* grad.add(p, alpha=wd)                          */
-                A[i] = fmaf(w1, gi - A[i], A[i]);                     /* m1.lerp_(grad, 1 - b1)                         */
-                B[i] = fmaf(c2 * gi, gi, B[i] * b2);                  /* m2.mul_(b2).addcmul_(grad, grad, value=1 - b2) */
-            }
-            vsqrt((int)w, B, d, mode);                                /* m2.sqrt(), torch's own (MKL) square root       */
-            for (long i = 0; i < w; i++)                              /* p.addcdiv_(m1, sqrt / bc2 + eps, value=neg_step) */
-                P[i] = P[i] + (neg_step[r] * A[i]) / (d[i] / bc2[r] + eps);
-        }
-}
-"""
+import json
+import stat
+import sys
+from importlib import resources
+
+from .core import atomic_write
+
 _ADAM_FLAGS = ('-O3', '-mavx2', '-mfma', '-ffp-contract=off', '-fno-math-errno', '-shared', '-fPIC')
 _VML_MODE = 0x2 | 0x100 | 0x140000      # VML_HA | VML_ERRMODE_IGNORE | VML_FTZDAZ_OFF: how ATen's vml.h calls vmsSqrt
 _FUSED = {}
 
+def adam_source() -> bytes:
+    "The kernel's C source, shipped as package data: `mer_nb/kernels/fold_adam.c`."
+    return (resources.files('mer_nb')/'kernels'/'fold_adam.c').read_bytes()
+
+def unsafe_dir(d) -> str | None:
+    """Why the folder `d` may not hold code this process loads, or None. It must be a real folder (not a link) that the
+    current user owns and group and others cannot write; each folder above it must belong to this user or root and
+    be writable by nobody else, unless its sticky bit stops others from renaming what is not theirs (/tmp)."""
+    d, uid = Path(d).absolute(), os.getuid()
+    try: st = os.lstat(d)
+    except OSError as e: return f'{d}: {e.strerror}'
+    if not stat.S_ISDIR(st.st_mode): return f'{d} is not a folder' + (' (a symbolic link)' if stat.S_ISLNK(st.st_mode) else '')
+    if st.st_uid != uid: return f'{d} is owned by uid {st.st_uid}, not by this user (uid {uid})'
+    if st.st_mode & 0o022: return f'{d} can be written by others ({stat.filemode(st.st_mode)})'
+    for p in d.parents:
+        try: st = os.stat(p)
+        except OSError as e: return f'{p}: {e.strerror}'
+        if st.st_uid not in (0, uid): return f'{p} (above {d.name}) is owned by uid {st.st_uid}'
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX: return f'{p} (above {d.name}) can be written by others ({stat.filemode(st.st_mode)})'
+    return None
+
+def _sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+def _untrusted_library(so: Path, record: Path, want: dict) -> str | None:
+    """Why the cached library `so` may not be loaded, or None: it must be this user's regular file, nobody else's to
+    write, built from this source with these flags, and its SHA-256 must be the one recorded in `record` at build time."""
+    try: st = os.lstat(so)
+    except OSError: return 'not built yet'
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        return f'it is not a regular file of this user that only it can write ({stat.filemode(st.st_mode)}, uid {st.st_uid})'
+    try: rec = json.loads(record.read_text())
+    except (OSError, ValueError): return f'no readable build record {record.name}'
+    if not isinstance(rec, dict) or any(rec.get(k) != v for k, v in want.items()): return 'its build record names another source or flags'
+    if rec.get('sha256') != _sha256(so): return 'its SHA-256 is not the one recorded when it was built'
+    return None
+
+def kernel_dirs() -> list[Path]:
+    "Where the kernel is built and cached, in order: `cache_dir('kernels')`, then `<tmp>/mer_nb-<uid>` (created 0700)."
+    return [cache_dir('kernels'), Path(tempfile.gettempdir())/f'mer_nb-{os.getuid()}']
+
+def _say(msg: str) -> None:
+    print(f'mer_nb: compiled Adam: {msg}', file=sys.stderr, flush=True)
+
 def _compile_adam() -> Path:
-    "The kernel as a shared library, compiled once (per source and flags) into `cache_dir('kernels')`, else a temporary folder."
+    """The kernel as a shared library in the first of `kernel_dirs()` that `unsafe_dir` accepts: the cached build when
+    `_untrusted_library` finds nothing against it, else compiled now (to a temporary name, its SHA-256 recorded beside it,
+    then renamed: no process sees half a file). Each folder or library refused is said in one line on stderr."""
     cc = shutil.which(os.environ.get('CC', 'cc'))
     if cc is None: raise OSError('no C compiler (cc)')
-    key = hashlib.sha1(' '.join((_ADAM_C, *_ADAM_FLAGS)).encode()).hexdigest()[:12]
-    why = None
-    for d in (cache_dir('kernels'), Path(tempfile.gettempdir())/'mer_nb_kernels'):
-        so, tmp = d/f'adam-{key}.so', d/f'.adam-{key}-{os.getpid()}.so'   # tmp then renamed: no process sees half a file
-        if so.exists(): return so
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            subprocess.run([cc, *_ADAM_FLAGS, '-x', 'c', '-', '-o', str(tmp), '-lm'], input=_ADAM_C.encode(), check=True, capture_output=True)
-            os.replace(tmp, so)
+    src = adam_source()
+    want = {'source_sha256': hashlib.sha256(src).hexdigest(), 'flags': list(_ADAM_FLAGS)}
+    key = hashlib.sha256(json.dumps(want).encode()).hexdigest()[:16]
+    why, said = [], []
+    for d in kernel_dirs():
+        try: d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e: why.append(f'{d}: {e.strerror}'); continue
+        bad = unsafe_dir(d)
+        if bad: why.append(bad); said.append(f'not using {d}: {bad}'); continue
+        so, record = d/f'adam-{key}.so', d/f'adam-{key}.json'
+        stale = _untrusted_library(so, record, want)
+        if stale is None:
+            if said: _say('; '.join(said) + f'; using {so}')
             return so
-        except subprocess.CalledProcessError as e: why = f"{cc} failed: {(e.stderr.decode(errors='replace').strip().splitlines() or ['?'])[0]}"
-        except OSError as e: why = f'{d}: {e}'
-    raise OSError(why)
+        if stale != 'not built yet': said.append(f'not loading {so}: {stale}; rebuilt it')
+        tmp = d/f'.adam-{key}-{os.getpid()}.so'
+        try:
+            subprocess.run([cc, *_ADAM_FLAGS, '-x', 'c', '-', '-o', str(tmp), '-lm'], input=src, check=True, capture_output=True)
+            atomic_write(record, json.dumps({**want, 'sha256': _sha256(tmp), 'cc': cc}, indent=1) + '\n')
+            os.replace(tmp, so)
+            if said: _say('; '.join(said))
+            return so
+        except subprocess.CalledProcessError as e: why.append(f"{cc} failed: {(e.stderr.decode(errors='replace').strip().splitlines() or ['?'])[0]}")
+        except OSError as e: why.append(f'{d}: {e}')
+        finally: tmp.unlink(missing_ok=True)
+    if said: _say('; '.join(said) + "; torch's Adam instead (the same numbers, slower)")
+    raise OSError('; '.join(why))
 
+# %% ../nbs/06a_foldpar.ipynb #5e0c7a21
 def _kernel_args(steps: np.ndarray, lr: float, wd: float, b1=0.9, b2=0.999, eps=1e-8) -> tuple:
     "The kernel's per-step arguments: fold f's -lr / (1 - b1^t) and sqrt(1 - b2^t) as float32 (as `_adam_` rounds them), then the constants."
     ns = torch.tensor(-(lr / (1 - b1 ** steps)), dtype=torch.float32)

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import io
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,14 +17,15 @@ import torch
 from .clips import ClipSample, clip_sample
 from .core import CLASSES, MerError, atomic_write, default_device
 from .data import MERDataset, model_input, region_mosaic
+from .flow import compute_flow
 from .htnet import HTNet
 from .recipe import Preset, get_preset
 from .train import train_fold
 
 # %% auto #0
-__all__ = ['REGIONS', 'SALIENCY_METHODS', 'default_pipeline', 'train_model', 'save_weights', 'load_model', 'region_saliency',
-           'Prediction', 'predict_clip', 'save_saliency_image', 'load_training_data', 'train_command',
-           'predict_command']
+__all__ = ['REGIONS', 'SALIENCY_METHODS', 'NO_MOTION_PX', 'default_pipeline', 'train_model', 'save_weights', 'load_model',
+           'region_saliency', 'clip_motion', 'Prediction', 'predict_clip', 'save_saliency_image', 'load_training_data',
+           'train_command', 'predict_command']
 
 # %% ../nbs/11_predict.ipynb #1be2d2b4
 def default_pipeline(ds: MERDataset) -> dict:
@@ -56,18 +59,31 @@ def save_weights(path, model: torch.nn.Module, config: dict) -> Path:
     torch.save({'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()}, 'config': _plain(config)}, buf)
     return atomic_write(path, buf.getvalue())
 
+def _refused(e: Exception) -> str:
+    "Why torch.load(weights_only=True) refused a file, in a few words (never its advice to load with weights_only=False)."
+    g = re.search(r'Unsupported global: GLOBAL (\S+)', str(e))
+    return f'it holds pickled code ({g.group(1)}), which is never run' if g else type(e).__name__
+
 def load_model(path, device: str = 'cpu') -> tuple[torch.nn.Module, dict]:
-    "The HTNet and config saved by `save_weights` (read with weights_only=True)."
+    """The HTNet and config saved by `save_weights`. Read with `torch.load(weights_only=True)`, which unpickles plain
+    data and tensors only, so a file carrying pickled code is refused before any of it runs; a config that does not
+    describe an HTNet matching the weights is a one-line MerError naming the file."""
     path = Path(path)
     if not path.is_file(): raise MerError(f'{path}: no such weights file (train one with `mer-nb train --save {path.name}`)')
     try: ck = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e: raise MerError(f'{path}: not a mer_nb weights file ({type(e).__name__})') from None
+    except Exception as e: raise MerError(f'{path}: not a mer_nb weights file ({_refused(e)})') from None
     if not isinstance(ck, dict) or not {'state_dict', 'config'} <= set(ck): raise MerError(f'{path}: not a mer_nb weights file (no state_dict/config)')
     cfg = ck['config']
+    if not isinstance(cfg, dict): raise MerError(f'{path}: config is a {type(cfg).__name__}, not a mapping')
     if cfg.get('method') != 'HTNet': raise MerError(f"{path}: method {cfg.get('method')!r}; only HTNet weights can be loaded")
-    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg['model'].items()}
-    model = HTNet(**kw)
-    model.load_state_dict(ck['state_dict'])
+    if not isinstance(cfg.get('model'), dict) or not isinstance(cfg.get('pipeline', {}), dict):
+        raise MerError(f"{path}: config has no 'model' settings (or its 'pipeline' is not a mapping)")
+    try:
+        model = HTNet(**{str(k): tuple(v) if isinstance(v, list) else v for k, v in cfg['model'].items()})
+        model.load_state_dict(ck['state_dict'])
+    except Exception as e:
+        msg = ' '.join(str(e).split())
+        raise MerError(f"{path}: its config and weights do not make an HTNet ({type(e).__name__}: {msg[:160] + '...' if len(msg) > 160 else msg})") from None
     return model.to(device).eval(), cfg
 
 # %% ../nbs/11_predict.ipynb #861bcab0
@@ -102,6 +118,13 @@ def region_saliency(model: torch.nn.Module, x, method: str = 'occlusion') -> tup
     return probs.cpu().numpy().astype(np.float32), sal.astype(np.float32)
 
 # %% ../nbs/11_predict.ipynb #5a33dcde
+NO_MOTION_PX = 0.05    # below this 99th-percentile flow magnitude (px, aligned faces), a clip shows no motion
+
+def clip_motion(sample: ClipSample, method: str = 'tvl1') -> float:
+    "How far the face moved from onset to apex: the 99th percentile of the optical-flow magnitude on the aligned faces, in pixels."
+    u, v = compute_flow(sample.onset_face, sample.face, method)
+    return float(np.percentile(np.hypot(u, v), 99))
+
 @dataclass
 class Prediction:
     "A clip's predicted class, probabilities, region saliency and the sample it was computed from."
@@ -111,6 +134,7 @@ class Prediction:
     saliency_method: str
     sample: ClipSample
     model_input: np.ndarray       # (3, 28, 28)
+    motion: float = float('nan')  # px: 99th percentile of the flow magnitude on the aligned faces (`clip_motion`)
 
     @property
     def name(self) -> str: return CLASSES[self.label]
@@ -120,7 +144,14 @@ class Prediction:
         face = 'detected (MTCNN)' if self.sample.detected else 'not detected: frames taken as face crops, canonical landmarks'
         what = f'drop of p({self.name}) when occluded' if self.saliency_method == 'occlusion' else 'share of input-gradient magnitude'
         regs = ', '.join(f'{r} {s:+.3f}' for r, s in zip(REGIONS, self.saliency))
-        return f'class: {self.name}\nprobabilities: {probs}\nface: {face}\nregions ({what}): {regs}'
+        return f'class: {self.name}\nprobabilities: {probs}\nface: {face}\nregions ({what}): {regs}\nmotion: {self.motion:.3f} px'
+
+    @property
+    def warning(self) -> str | None:
+        "One line when onset and apex show no motion (`motion` below `NO_MOTION_PX`): then the class is no evidence of an expression."
+        if not self.motion < NO_MOTION_PX: return None
+        return (f'onset and apex show no motion (flow {self.motion:.3f} px < {NO_MOTION_PX} px on the aligned faces): '
+                f'the class {self.name!r} is not evidence of an expression; check the frames')
 
 def _frame(x, name):
     if isinstance(x, (str, Path)):
@@ -137,7 +168,8 @@ def predict_clip(onset, apex, weights, saliency: str = 'occlusion', pipeline: di
                     crop=p.get('crop', True))
     x = region_mosaic(s.flow[None], s.landmarks[None], row_is_x=bool(p.get('row_is_x', False)))[0]
     probs, sal = region_saliency(model, x, saliency)
-    return Prediction(label=int(probs.argmax()), probabilities=probs, saliency=sal, saliency_method=saliency, sample=s, model_input=x)
+    return Prediction(label=int(probs.argmax()), probabilities=probs, saliency=sal, saliency_method=saliency, sample=s, model_input=x,
+                      motion=clip_motion(s, p.get('method', 'tvl1')))
 
 def save_saliency_image(pred: Prediction, path) -> Path:
     "A PNG: aligned apex face with the four regions shaded by saliency, flow image, model input, probabilities."
@@ -206,5 +238,6 @@ def predict_command(onset, apex, weights=None, saliency=None, saliency_method: s
     if not weights: raise MerError('no weights: pass --weights W.pt or set MER_NB_WEIGHTS (train a model with `mer-nb train --save W.pt`)')
     pred = predict_clip(onset, apex, weights, saliency_method, pipeline={'method': flow} if flow else None)
     print(pred.summary())
+    if pred.warning: print(f'mer-nb: warning: {pred.warning}', file=sys.stderr, flush=True)
     if saliency: print(f'saliency image: {save_saliency_image(pred, saliency)}')
     return pred

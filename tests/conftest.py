@@ -1,5 +1,6 @@
 """Shared fixtures. Real-data tests read ../shared/data/megc2019_composite and skip, saying why, where it is absent."""
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,11 +8,25 @@ import torch
 
 torch.set_num_threads(1)  # pytest-xdist runs one process per core: one torch thread each
 
+# The development layout lives here, not in the package: the real composite at ../shared beside the checkout, unless
+# $MER_NB_COMPOSITE names it. Exported as MER_NB_COMPOSITE so that mer_nb.data.find_composite() in the notebooks and
+# in subprocesses (papermill kernels, `mer-nb` runs) finds the same folder.
+SHARED_COMPOSITE = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'megc2019_composite'
+
+
+def _find_composite():
+    for c in (os.environ.get('MER_NB_COMPOSITE'), SHARED_COMPOSITE):
+        if c and (Path(c) / 'labels.csv').is_file(): return Path(c)
+    return None
+
+
+COMPOSITE = _find_composite()
+if COMPOSITE is not None: os.environ.setdefault('MER_NB_COMPOSITE', str(COMPOSITE))
+
 
 @pytest.fixture(scope='session')
 def composite_root():
-    from mer_nb.data import find_composite
-    root = find_composite()
+    root = COMPOSITE
     if root is None:
         pytest.skip('real MEGC2019 composite not found: expected ../shared/data/megc2019_composite beside the checkout '
                     '(or MER_NB_COMPOSITE=path)')
