@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import math
 import os
 import platform
 import shutil
+import stat
 import subprocess
+import sys
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import MerError, cache_dir, seed_everything
+from .core import MerError, atomic_write, cache_dir, seed_everything
 from .htnet import HTNet, Removed, Im2col3, blocks_last, patch_tokens, unblocks_last
 from .recipe import Preset, class_weights, build_model, get_method
 
@@ -179,13 +183,6 @@ def _adam_(p, g, m1, m2, steps: np.ndarray, lr: float, wd: float, b1: float = 0.
 
 
 # %% ../nbs/06a_foldpar.ipynb #fb162038
-import json
-import stat
-import sys
-from importlib import resources
-
-from .core import atomic_write
-
 _ADAM_FLAGS = ('-O3', '-mavx2', '-mfma', '-ffp-contract=off', '-fno-math-errno', '-shared', '-fPIC')
 _VML_MODE = 0x2 | 0x100 | 0x140000      # VML_HA | VML_ERRMODE_IGNORE | VML_FTZDAZ_OFF: how ATen's vml.h calls vmsSqrt
 _FUSED = {}

@@ -205,21 +205,11 @@ def save_saliency_image(pred: Prediction, path) -> Path:
 
 # %% ../nbs/11_predict.ipynb #66b052aa
 def load_training_data(data=None, preset: str | Preset = 'smoke', frames=None, landmarks: str | None = None, seed: int = 0) -> MERDataset:
-    "The dataset behind `mer-nb train --data` (`find_dataset`): 'synthetic' (default), a composite folder, or a CAS(ME)^3 label CSV (or its folder)."
-    from mer_nb.data import load_composite
-    from mer_nb.sources import find_dataset
-    try: kind, path = find_dataset(data)
+    "The dataset behind `mer-nb train --data` (`sources.open_dataset`): 'synthetic' (default), a composite folder, or a CAS(ME)^3 label CSV (or its folder)."
+    from mer_nb.sources import find_dataset, open_dataset
+    try: find_dataset(data)
     except MerError as e: raise MerError(f'--data {e}') from None
-    if kind == 'synthetic':
-        from mer_nb.synthetic import make_synthetic
-        return make_synthetic(**{'seed': seed, **get_preset(preset).synthetic, **({'landmarks': 'detect'} if landmarks == 'mtcnn' else {})})
-    if kind == 'casme3':
-        from mer_nb.sources import load_casme3
-        return load_casme3(path, frames)[0]
-    if landmarks == 'mtcnn':
-        from mer_nb.faces import with_landmarks
-        return with_landmarks(load_composite(path, faces=True))
-    return load_composite(path)
+    return open_dataset(data, get_preset(preset).synthetic, seed=seed, frames=frames, landmarks=landmarks)
 
 def train_command(data=None, preset: str = 'quick', save='htnet.pt', seed: int = 0, frames=None, landmarks: str | None = None,
                   device: str | None = None) -> Path:
