@@ -18,7 +18,7 @@ import torch
 from .core import CLASSES, MerError, write_json
 from .data import MERDataset
 from .sources import find_dataset, open_dataset
-from .metrics import METRICS, _macro_from_counts, score_predictions
+from .metrics import paired_gain, score_predictions
 from .htnet import HTNet, PAPER_CONFIG, count_flops, count_params
 from .recipe import Preset, get_method, get_preset
 from .train import SELECTIONS
@@ -33,8 +33,8 @@ from .report import (DATASET_NAMES, Result, bar_chart, confusion_grid, quality_m
 __all__ = ['REPORTED', 'NOT_REPORTED', 'NOT_REPORTED_RUN', 'TABLE1_METHODS', 'TABLE1_ORDER', 'SINGLE_FIT', 'SCORE_COLS',
            'POS_NAMES', 'ATTENDING', 'FIG1_INPUTS', 'AUG_VARIANTS', 'AUG_METHODS', 'AUG_COLS', 'runs_dir', 'Experiment',
            'reported_rows', 'not_reported_rows', 'table1', 'model_configs', 'model_config', 'tokens_per_block',
-           'config_label', 'model_cost', 'table4', 'cpu_latency_ms', 'table5', 'fig1', 'augmentation_runs',
-           'paired_gain', 'table3', 'table2_data_line', 'table2']
+           'config_label', 'model_cost', 'table4', 'cpu_latency_ms', 'table5', 'fig1', 'augmentation_runs', 'table3',
+           'table2_data_line', 'table2']
 
 # %% ../nbs/07_experiments.ipynb #fc800cb7
 def runs_dir(out, runs=None) -> Path:
@@ -405,40 +405,6 @@ def augmentation_runs(exp: Experiment, methods, augment, dataset: MERDataset | N
             p = exp.run(method, dict(kw) or None, augment=a, dataset=dataset, protocol=protocol, k=k)
             frames.append(p.assign(method=label, augmentation=name))
     return pd.concat(frames, ignore_index=True)
-
-def _boot_stats(y, p, idx, metric) -> np.ndarray:
-    "Seed-mean metric per bootstrap resample: y (n,), p (seeds, n), idx (boot, n)."
-    k = 3
-    cell = y[idx][:, None] * k + p[:, idx].transpose(1, 0, 2)
-    nb, ns = cell.shape[:2]
-    off = (np.arange(nb * ns) * k * k).reshape(nb, ns, 1)
-    cm = np.bincount((cell + off).ravel(), minlength=nb * ns * k * k).reshape(nb, ns, k, k)
-    return _macro_from_counts(cm, metric).mean(1)
-
-def paired_gain(preds: pd.DataFrame, by=('method', 'selection'), n_boot: int = 1000, seed: int = 0, overall: str = 'composite') -> pd.DataFrame:
-    "Per group and dataset: metric(diffusion) - metric(none) on the same samples and seeds, paired bootstrap interval, P(gain > 0)."
-    rows = []
-    for key, g in preds.groupby(list(by), sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        parts = [(overall, g)] + ([(d, gd) for d, gd in g.groupby('dataset', sort=True)] if g['dataset'].nunique() > 1 else [])
-        for dname, gd in parts:
-            a = gd[gd.augmentation == 'none'].pivot_table(index='id', columns='seed', values='pred', aggfunc='first')
-            b = gd[gd.augmentation == 'diffusion'].pivot_table(index='id', columns='seed', values='pred', aggfunc='first')
-            if a.empty or b.empty: continue
-            if not (a.index.equals(b.index.sort_values()) or set(a.index) == set(b.index)) or set(a.columns) != set(b.columns):
-                raise MerError(f'paired_gain {key}: the runs with and without augmentation cover different samples or seeds')
-            b = b.reindex(index=a.index, columns=a.columns)
-            y = gd.drop_duplicates('id').set_index('id').loc[a.index, 'label'].to_numpy().astype(int)
-            pa, pb = a.to_numpy().T.astype(int), b.to_numpy().T.astype(int)
-            idx = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
-            for mname, fn in METRICS.items():
-                d = np.array([fn(y, q) - fn(y, r) for q, r in zip(pb, pa)])
-                boot = _boot_stats(y, pb, idx, mname) - _boot_stats(y, pa, idx, mname)
-                lo, hi = np.quantile(boot, [0.025, 0.975])
-                rows.append({**dict(zip(by, key)), 'dataset': dname, 'metric': mname, 'value': float(d.mean()),
-                             'std': float(d.std(ddof=1)) if len(d) > 1 else np.nan, 'n_seeds': len(d), 'n_samples': len(y),
-                             'ci_low': float(lo), 'ci_high': float(hi), 'p_gain_positive': float((boot > 0).mean())})
-    return pd.DataFrame(rows)
 
 # %% ../nbs/07_experiments.ipynb #c289d2d5
 AUG_COLS = ['method', 'augmentation', 'selection', 'run', 'protocol', 'dataset', 'metric', 'value', 'std', 'n_seeds', 'n_samples',
