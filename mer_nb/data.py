@@ -87,17 +87,18 @@ def read_label_csv(csv) -> pd.DataFrame:
     try: return pd.read_csv(csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e: raise MerError(f'{csv}: cannot parse: {e}') from None
 
-def read_checked_image(path, root=None, size: int | None = None, channels: int | None = None,
-                       gray: bool = False) -> tuple[np.ndarray | None, str | None]:
+def read_checked_image(path, root=None, size: int | None = None, channels: int | None = None, gray: bool = False,
+                       noun: str = '') -> tuple[np.ndarray | None, str | None]:
     """(image, None), or (None, the problem in one line): the one set of rules for an image named by a label file,
     applied by the loaders and by `check_data` alike. The file must lie inside `root` (after resolving `..` and
     symlinks), exist, decode as 8-bit, be `size`x`size` and have `channels` channels (when given).
-    `gray`: decode as one grey channel (faces, frames); otherwise as stored (BGR for colour)."""
+    `gray`: decode as one grey channel (faces, frames); otherwise as stored (BGR for colour). `noun` names the file
+    in the problem ('frame': "missing frame ...")."""
     path = Path(path)
     if root is not None and not inside(path, root): return None, f'{path} lies outside the data root {root}'
-    if not path.is_file(): return None, f'missing file {path}'
+    if not path.is_file(): return None, f'missing {noun or "file"} {path}'
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_UNCHANGED)
-    if img is None: return None, f'unreadable image {path}'
+    if img is None: return None, f'unreadable {noun or "image"} {path}'
     if img.dtype != np.uint8: return None, f'{path.name} has {img.dtype} samples, expected 8-bit'
     c = 1 if img.ndim == 2 else img.shape[2]
     if channels is not None and c != channels: return None, f'{path.name} has {c} channel(s), expected {channels}'
