@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['CLASSES', 'PLAIN_NAME', 'MerError', 'MerWarning', 'name_problem', 'plain_name', 'inside', 'check_inside',
+__all__ = ['CLASSES', 'PLAIN_NAME', 'MAX_NAME', 'MerError', 'MerWarning', 'name_problem', 'plain_name', 'inside', 'check_inside',
            'seed_everything', 'atomic_write', 'write_json', 'git_revision', 'default_device', 'cache_dir',
            'environment_info']
 
@@ -42,6 +42,7 @@ class MerWarning(UserWarning):
 
 # %% ../nbs/00_core.ipynb #158227b0
 PLAIN_NAME = re.compile(r'[A-Za-z0-9._-]+')
+MAX_NAME = 120   # characters: two names and a suffix still fit a file name (255 bytes)
 
 def name_problem(value, what: str) -> str | None:
     "Why `value` cannot be one component of a path, in one line naming `what` (None when it is a plain name)."
@@ -49,6 +50,7 @@ def name_problem(value, what: str) -> str | None:
     if not v: return f'{what} is empty'
     if not PLAIN_NAME.fullmatch(v) or v in ('.', '..'):
         return f"{what} {v!r} is not a plain name (letters, digits, '.', '_', '-')"
+    if len(v) > MAX_NAME: return f'{what} {v[:24]!r}... is {len(v)} characters long (at most {MAX_NAME})'
     return None
 
 def plain_name(value, what: str, where: str = '') -> str:

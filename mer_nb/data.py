@@ -5,6 +5,7 @@
 # %% ../nbs/01_data.ipynb #41cdaf89
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -81,11 +82,15 @@ COMPOSITE_COLUMNS = ('dataset', 'sub', 'filename_o', 'label', 'imagename')
 LABEL_VALUES = ('0', '1', '2')
 
 def read_label_csv(csv) -> pd.DataFrame:
-    "A label CSV as strings (empty cells as ''), or a one-line `MerError` naming the file (missing, empty, unparseable)."
+    """A label CSV as strings (empty cells as ''), or a one-line `MerError` naming the file (missing, empty, unparseable,
+    a row with more fields than the header -- which pandas would otherwise quietly take as an index, shifting the columns)."""
     csv = Path(csv)
     if not csv.is_file(): raise MerError(f'{csv}: missing file')
-    try: return pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e: raise MerError(f'{csv}: cannot parse: {e}') from None
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', pd.errors.ParserWarning)
+        try: return pd.read_csv(csv, dtype=str, keep_default_na=False, index_col=False)
+        except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise MerError(f'{csv}: cannot parse: {e}') from None
 
 def read_checked_image(path, root=None, size: int | None = None, channels: int | None = None, gray: bool = False,
                        noun: str = '') -> tuple[np.ndarray | None, str | None]:
@@ -95,6 +100,8 @@ def read_checked_image(path, root=None, size: int | None = None, channels: int |
     `gray`: decode as one grey channel (faces, frames); otherwise as stored (BGR for colour). `noun` names the file
     in the problem ('frame': "missing frame ...")."""
     path = Path(path)
+    try: path.resolve()
+    except (OSError, RuntimeError) as e: return None, f'cannot resolve {path} ({type(e).__name__}: a symlink loop?)'
     if root is not None and not inside(path, root): return None, f'{path} lies outside the data root {root}'
     if not path.is_file(): return None, f'missing {noun or "file"} {path}'
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_UNCHANGED)

@@ -154,17 +154,21 @@ def check_composite(root) -> list[str]:
         out += [f'{csv}: row {i + 2}: {p}' for p in composite_row(root, r, seen, i + 2, faces=True)[2]]
     return out
 
+def _shown(s: str) -> str:
+    "`s` as it is when printable, else its repr (a newline in an id must not break a one-line message)."
+    return s if s.isprintable() else repr(s)
+
 def check_casme3(csv, frames=None) -> list[str]:
     "Every problem of a CAS(ME)^3 label CSV and its frames (default root: the CSV's folder), one line each."
     csv = Path(csv); root = csv.parent if frames is None else Path(frames)
     if not root.is_dir(): return [f'{root}: frame root not found']
     try: rows, bad = casme3_table(csv, root)
     except MerError as e: return [str(e)]
-    out = [(r.line, f'{csv}: line {r.line} ({r.id}): {r.problem}') for r in bad.itertuples()]
+    out = [(r.line, f'{csv}: line {r.line} ({_shown(r.id)}): {r.problem}') for r in bad.itertuples()]
     for r in rows.itertuples():
         for c in ('onset', 'apex'):
             p = read_checked_image(root/getattr(r, c), root, gray=True, noun=f'{c} frame')[1]   # as `read_frame` reads it
-            if p: out.append((r.line, f'{csv}: line {r.line} ({r.id}): {p}'))
+            if p: out.append((r.line, f'{csv}: line {r.line} ({_shown(r.id)}): {p}'))
     return [m for _, m in sorted(out, key=lambda t: t[0])]
 
 def _is_casme3_csv(p: Path) -> bool:
