@@ -190,3 +190,12 @@ def test_workers_end_when_the_run_is_killed(tmp_path):
             if _alive(w):
                 try: os.kill(w, signal.SIGKILL)
                 except OSError: pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux only')
+def test_the_worker_initializer_asks_for_sigterm_when_the_parent_dies():
+    "In a child process: after `_init_worker`, prctl(PR_GET_PDEATHSIG) reads back SIGTERM."
+    code = ('import ctypes, signal, os, mer_nb.cv as CV; CV._init_worker(os.getppid()); s = ctypes.c_int(0); '
+            'ctypes.CDLL(None).prctl(2, ctypes.byref(s), 0, 0, 0); print(s.value == signal.SIGTERM)')
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == 'True', r.stderr[-2000:]
