@@ -33,7 +33,7 @@ from .train import SELECTIONS, select_epoch, train_fold
 from .foldpar import auto_fold_batch, can_batch, train_folds
 
 # %% auto #0
-__all__ = ['PR_SET_PDEATHSIG', 'check_no_leak', 'make_folds', 'run_key', 'shard', 'record_paths', 'run_cv', 'collect_predictions']
+__all__ = ['check_no_leak', 'make_folds', 'run_key', 'shard', 'record_paths', 'run_cv', 'collect_predictions']
 
 # %% ../nbs/06b_cv.ipynb #9e114aba
 def check_no_leak(subjects, train_idx, test_idx, where: str = '') -> None:
@@ -163,7 +163,7 @@ def _fit_group(jobs: list) -> list:
     return [_write_job(j, {**rec, 'fold_batch': np.int64(len(jobs))}, logs, losses, sec)
             for j, (_, _, _, rec), (logs, losses) in zip(jobs, prepared, out)]
 
-PR_SET_PDEATHSIG = 1   # linux/prctl.h
+_PR_SET_PDEATHSIG = 1   # linux/prctl.h
 
 def _die_with_parent(parent: int | None = None) -> bool:
     """Ask Linux to send this process SIGTERM when its parent dies (`prctl(PR_SET_PDEATHSIG)`), so a killed run leaves
@@ -172,7 +172,7 @@ def _die_with_parent(parent: int | None = None) -> bool:
     if not sys.platform.startswith('linux'): return False
     try:
         import ctypes
-        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0: return False
+        if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0: return False
     except (OSError, AttributeError): return False
     if parent is not None and os.getppid() != parent: os._exit(1)
     return True
@@ -289,6 +289,7 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
     for s in selections:
         if s not in SELECTIONS: raise MerError(f'unknown selection {s!r} (choose from {", ".join(SELECTIONS)})')
     rank, world = shard()
+    timeout = _shard_timeout() if world > 1 else None   # a bad value fails now, not after the training
     device = device or default_device()
     if device == 'cuda' and world > 1 and 'LOCAL_RANK' in os.environ: device = f"cuda:{int(os.environ['LOCAL_RANK'])}"   # one GPU per rank
     workers = workers or preset.workers
@@ -325,7 +326,7 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
     else:
         for g in groups: bar.update(len(_fit_group(g)))
     bar.close()
-    if world > 1: _wait_for(paths, rank, world)
+    if world > 1: _wait_for(paths, rank, world, timeout=timeout)
     return collect_predictions(ds, paths, folds, selections, method, protocol)
 
 def collect_predictions(ds, paths, folds, selections, method, protocol) -> pd.DataFrame:

@@ -13,6 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mer_nb.cv as CV
+import mer_nb.recipe as R
+from mer_nb.core import MerError
 from test_scaleout import SCRIPT as SCALEOUT
 
 # the toy set of tests/test_scaleout.py (6 subjects, so 6 LOSO folds), then `SLOW` seconds of sleep after each fold group
@@ -97,3 +100,11 @@ def test_a_rank_killed_midway_makes_the_other_time_out_naming_the_missing_folds(
     assert line.startswith('error: [rank 0/2] gave up after 8 s waiting for 2 fold record(s) from other ranks: '), line
     missing = sorted(set(FOLDS) - {p.stem for p in _records(tmp_path)})
     assert len(missing) == 2 and all(m in line for m in missing), (missing, line)
+
+
+@pytest.mark.parametrize('value', ['soon', '0', '-5', 'nan'])
+def test_a_bad_timeout_is_refused_before_any_training(toy_dataset, tmp_path, monkeypatch, value):
+    monkeypatch.setenv('RANK', '0'); monkeypatch.setenv('WORLD_SIZE', '2'); monkeypatch.setenv('MER_NB_SHARD_TIMEOUT', value)
+    monkeypatch.setattr(CV, '_fit_group', lambda g: pytest.fail('trained before checking the timeout'))
+    with pytest.raises(MerError, match=f"MER_NB_SHARD_TIMEOUT='{value}': expected a positive number of seconds"):
+        CV.run_cv(toy_dataset, R.get_preset('smoke'), tmp_path, progress=False, device='cpu', workers=1)
