@@ -89,9 +89,9 @@ def test_ranks_started_seconds_apart_both_finish(tmp_path, script):
 
 def test_a_rank_killed_midway_makes_the_other_time_out_naming_the_missing_folds(tmp_path, script):
     r1 = _start(tmp_path, 1, timeout=8, slow=30); script.append(r1)   # rank 1 writes one record, then dawdles
-    r0 = _start(tmp_path, 0, timeout=8); script.append(r0)
     _wait_until(lambda: 1 in _ranks(tmp_path).values() or r1.poll() is not None, 90, 'a record of rank 1')
-    r1.send_signal(signal.SIGKILL); r1.wait()
+    r0 = _start(tmp_path, 0, timeout=8); script.append(r0)
+    r1.send_signal(signal.SIGKILL); r1.wait()                         # killed one fold into its share of three
     t0 = time.time()
     _, err = r0.communicate(timeout=120)
     assert r0.returncode == 2, err[-3000:]
