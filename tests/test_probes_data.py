@@ -25,7 +25,7 @@ from mer_nb.data import MERDataset, _flow_path, find_composite, load_composite
 from mer_nb.sources import check_data, load_casme3, write_synthetic_casme3
 
 TOKEN = f'merprobe{uuid.uuid4().hex[:8]}'   # every escape a probe attempts is named after it
-UP = '../' * 12                              # far enough up to leave any sandbox
+UP = '../' * 12                              # far enough up to leave any sandbox (used where only reads would follow)
 
 
 class Sandbox:
@@ -378,11 +378,11 @@ def test_e2e_flow_cache_and_diffusion_refuse_crafted_names(sandbox):
     assert c.root == sandbox.cache / 'clips'
     s = ClipSample(flow=np.zeros((3, 28, 28), np.float32), landmarks=np.zeros((5, 2), np.float32), face=np.zeros((4, 4), np.uint8),
                    onset_face=np.zeros((4, 4), np.uint8), detected=False, matrix=np.zeros((2, 3), np.float32))
-    with pytest.raises(MerError, match='refusing to write'): c.put(UP + TOKEN, s)
+    with pytest.raises(MerError, match='refusing to write'): c.put('../../' + TOKEN, s)   # would land beside the sandbox
     aug = DiffusionAugment(DDPMConfig(channels=(8, 16, 16), train_steps=1, batch_size=8, sample_steps=2, ema=0))
     x = np.full((6, 3, 28, 28), 0.5, np.float32)
     with pytest.raises(MerError, match='is not a plain name'):
-        aug(x, np.arange(6) % 3, ['a'] * 6, fold=UP + TOKEN, seed=0)
+        aug(x, np.arange(6) % 3, ['a'] * 6, fold='../' * 5 + TOKEN, seed=0)           # ditto, from <cache>/<key>/uses/
     with pytest.raises(MerError, match='is not a plain name'):
         aug(x, np.arange(6) % 3, ['a'] * 6, fold='sub-b', seed=0, regime='../' + TOKEN)
     assert not (sandbox.cache / 'diffusion').exists() or not list((sandbox.cache / 'diffusion').rglob('*.json'))
