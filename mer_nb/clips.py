@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .core import MerError, atomic_write, cache_dir
+from .data import read_checked_image
 from .faces import align_matrix, crop_face, fallback_landmarks, plausible_face, scale_landmarks, to_uint8, transform_points
 from .flow import FARNEBACK_PARAMS, FLOW_METHODS, flow_image
 
@@ -60,13 +61,11 @@ def clip_sample(onset, apex, method: str = 'tvl1', size: int = 28, face_size: in
 # %% ../nbs/02b_clips.ipynb #1b20eeea
 CACHE_VERSION = 1
 
-def read_frame(path, where: str = '') -> np.ndarray:
-    "A frame file as uint8 grey, or a one-line MerError naming the file (and `where`, e.g. the CSV row)."
-    path = Path(path)
-    pre = f'{where}: ' if where else ''
-    if not path.is_file(): raise MerError(f'{pre}missing frame {path}')
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None: raise MerError(f'{pre}unreadable frame {path}')
+def read_frame(path, where: str = '', root=None) -> np.ndarray:
+    """A frame file as uint8 grey, or a one-line MerError naming the file (and `where`, e.g. the CSV row); the rules of
+    `mer_nb.data.read_checked_image`, which `check_data` applies too (`root`: the folder the frame must lie in)."""
+    img, p = read_checked_image(path, root, gray=True, noun='frame')
+    if p: raise MerError(f'{where}: {p}' if where else p)
     return img
 
 def _file_id(path) -> dict:
@@ -111,14 +110,14 @@ class FlowCache:
         buf = io.BytesIO()
         np.savez_compressed(buf, flow=s.flow, landmarks=s.landmarks, face=s.face, onset_face=s.onset_face,
                             detected=np.array(s.detected), matrix=s.matrix)
-        atomic_write(self.root/key[:2]/f'{key}.npz', buf.getvalue())
+        atomic_write(self.root/key[:2]/f'{key}.npz', buf.getvalue(), root=self.root)   # never outside the cache
 
     def __repr__(self): return f'FlowCache({self.root if self.enabled else "disabled"}: {self.hits} hits, {self.misses} misses)'
 
-def clip_from_files(onset_path, apex_path, cache: FlowCache | None = None, where: str = '', **params) -> ClipSample:
-    "`clip_sample` of two frame files, through the cache (`cache=None`: the default cache; FlowCache(False): none)."
+def clip_from_files(onset_path, apex_path, cache: FlowCache | None = None, where: str = '', root=None, **params) -> ClipSample:
+    "`clip_sample` of two frame files (inside `root`, if given), through the cache (`cache=None`: the default cache; FlowCache(False): none)."
     cache = FlowCache() if cache is None else cache
-    onset = read_frame(onset_path, where); apex = read_frame(apex_path, where)
+    onset = read_frame(onset_path, where, root); apex = read_frame(apex_path, where, root)
     p = clip_params(**params)
     key = cache.key(onset_path, apex_path, p) if cache.enabled else None
     s = cache.get(key) if key else None

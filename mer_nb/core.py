@@ -9,9 +9,11 @@ import json
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import tempfile
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -19,7 +21,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['CLASSES', 'MerError', 'seed_everything', 'atomic_write', 'write_json', 'git_revision', 'default_device', 'cache_dir',
+__all__ = ['CLASSES', 'PLAIN_NAME', 'MAX_NAME', 'MerError', 'MerWarning', 'name_problem', 'plain_name', 'inside', 'check_inside',
+           'seed_everything', 'atomic_write', 'write_json', 'git_revision', 'default_device', 'cache_dir',
            'environment_info']
 
 # %% ../nbs/00_core.ipynb #230ca821
@@ -31,6 +34,42 @@ class MerError(ValueError):
     def __init__(self, msg: str):
         super().__init__(' '.join(str(msg).split()))
 
+# %% ../nbs/00_core.ipynb #2be7938e
+class MerWarning(UserWarning):
+    "Something the user should know about their data or files (one line), though the run goes on."
+    def __init__(self, msg: str = ''):
+        super().__init__(' '.join(str(msg).split()))
+
+# %% ../nbs/00_core.ipynb #158227b0
+PLAIN_NAME = re.compile(r'[A-Za-z0-9._-]+')
+MAX_NAME = 120   # characters: two names and a suffix still fit a file name (255 bytes)
+
+def name_problem(value, what: str) -> str | None:
+    "Why `value` cannot be one component of a path, in one line naming `what` (None when it is a plain name)."
+    v = str(value)
+    if not v: return f'{what} is empty'
+    if not PLAIN_NAME.fullmatch(v) or v in ('.', '..'):
+        return f"{what} {v!r} is not a plain name (letters, digits, '.', '_', '-')"
+    if len(v) > MAX_NAME: return f'{what} {v[:24]!r}... is {len(v)} characters long (at most {MAX_NAME})'
+    return None
+
+def plain_name(value, what: str, where: str = '') -> str:
+    "`value` as a string if it is a plain name, else a one-line `MerError` naming `where` (the file and row) and `what`."
+    p = name_problem(value, what)
+    if p: raise MerError(f'{where}: {p}' if where else p)
+    return str(value)
+
+# %% ../nbs/00_core.ipynb #4f14f646
+def inside(path, root) -> bool:
+    "Whether `path` lies under `root` (or is it) once both are resolved: `..` removed, symlinks followed."
+    try: return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError, ValueError): return False   # a symlink loop, a NUL in the name
+
+def check_inside(path, root, what: str = 'path') -> Path:
+    "`path` if it lies under `root` (see `inside`), else a one-line `MerError` naming both."
+    if not inside(path, root): raise MerError(f'{what} {path} lies outside {root}')
+    return Path(path)
+
 # %% ../nbs/00_core.ipynb #b24eeb55
 def seed_everything(seed: int) -> None:
     "Seed Python, numpy and torch (CPU and CUDA) so that a run is repeatable for a seed."
@@ -39,9 +78,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #8f9e9d42
-def atomic_write(path, data: bytes | str) -> Path:
-    "Write `data` to `path` through a temporary file in the same folder and a rename: all or nothing."
+def atomic_write(path, data: bytes | str, root=None) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder and a rename: all or nothing.
+    `root`: the folder `path` must lie under (after resolving `..` and symlinks); anything else is refused."""
     path = Path(path)
+    if root is not None and not inside(path, root): raise MerError(f'refusing to write {path}: it lies outside {root}')
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
@@ -55,14 +96,14 @@ def atomic_write(path, data: bytes | str) -> Path:
         raise
     return path
 
-def write_json(path, obj) -> Path:
-    "Atomically write `obj` as indented JSON (numpy scalars and paths become plain values)."
+def write_json(path, obj, root=None) -> Path:
+    "Atomically write `obj` as indented JSON (numpy scalars and paths become plain values); `root` as for `atomic_write`."
     def default(o):
         if isinstance(o, np.generic): return o.item()
         if isinstance(o, np.ndarray): return o.tolist()
         if isinstance(o, Path): return str(o)
         raise TypeError(f'not JSON serialisable: {type(o).__name__}')
-    return atomic_write(path, json.dumps(obj, indent=2, default=default) + '\n')
+    return atomic_write(path, json.dumps(obj, indent=2, default=default) + '\n', root=root)
 
 # %% ../nbs/00_core.ipynb #6bab4cab
 def git_revision(path='.') -> str:

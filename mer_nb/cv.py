@@ -11,7 +11,10 @@ import inspect
 import io
 import json
 import os
+import signal
+import sys
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +26,7 @@ import torch
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroupOut
 from tqdm import tqdm
 
-from .core import MerError, atomic_write, default_device, seed_everything
+from .core import MerError, MerWarning, atomic_write, check_inside, default_device, name_problem, seed_everything
 from .data import MERDataset
 from .recipe import METHODS, Preset, build_model, get_method, get_preset
 from .train import SELECTIONS, select_epoch, train_fold
@@ -42,6 +45,8 @@ def check_no_leak(subjects, train_idx, test_idx, where: str = '') -> None:
 def make_folds(subjects, protocol: str = 'loso', k: int = 5, seed: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
     "(name, train_idx, test_idx) per fold; `protocol` is 'loso' or 'kfold' (subject-grouped, `k` folds)."
     subjects = np.asarray(subjects).astype(str)
+    for s in np.unique(subjects):
+        if (p := name_problem(s, 'subject')): raise MerError(f'make_folds: {p} (it would name a fold and its record file)')
     idx = np.arange(len(subjects))
     if protocol == 'loso':
         splits = LeaveOneGroupOut().split(idx, groups=subjects)
@@ -123,7 +128,7 @@ def _write_job(job: dict, rec: dict, logs: dict, losses, seconds: float) -> dict
     if 'rank' in job: rec['rank'] = np.int64(job['rank'])
     if 'val' in logs: rec['val_logits'] = logs['val']
     buf = io.BytesIO(); np.savez_compressed(buf, **rec)
-    atomic_write(job['path'], buf.getvalue())
+    atomic_write(job['path'], buf.getvalue(), root=job['root'])   # refused unless under the run cache
     return {'path': job['path'], 'seconds': seconds}
 
 @_one_thread
@@ -158,8 +163,23 @@ def _fit_group(jobs: list) -> list:
     return [_write_job(j, {**rec, 'fold_batch': np.int64(len(jobs))}, logs, losses, sec)
             for j, (_, _, _, rec), (logs, losses) in zip(jobs, prepared, out)]
 
-def _init_worker():
+_PR_SET_PDEATHSIG = 1   # linux/prctl.h
+
+def _die_with_parent(parent: int | None = None) -> bool:
+    """Ask Linux to send this process SIGTERM when its parent dies (`prctl(PR_SET_PDEATHSIG)`), so a killed run leaves
+    no worker training on at full CPU. False (nothing done) elsewhere. `parent`: the pid the parent had; if it is
+    already gone (it died before the request took hold), exit now."""
+    if not sys.platform.startswith('linux'): return False
+    try:
+        import ctypes
+        if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0: return False
+    except (OSError, AttributeError): return False
+    if parent is not None and os.getppid() != parent: os._exit(1)
+    return True
+
+def _init_worker(parent: int | None = None):
     torch.set_num_threads(1)
+    _die_with_parent(parent)
 
 def _fold_batch(fold_batch, jobs: list, workers: int, device: str) -> int:
     "How many folds to train as one batched computation: explicit, else $MER_NB_FOLD_BATCH, else 'auto'. A speed setting only: the records are the same."
@@ -183,23 +203,73 @@ def shard() -> tuple[int, int]:
     if not (world >= 1 and 0 <= rank < world): raise MerError(f'RANK={rank} is not in 0..WORLD_SIZE-1 (WORLD_SIZE={world})')
     return rank, world
 
-def _wait_for(paths, rank: int, world: int, poll: float = 1.0) -> None:
-    "Block until every fold record exists (written by this or another rank); say what is missing now and then."
-    said = 0.0
+def _share(jobs: list, rank: int, world: int) -> list:
+    """This rank's share of *all* the fold jobs, done or not: the same list gives every rank the same deal, whenever it
+    starts and whatever is already on disk, so the shares always cover every fold. Dealt round-robin in a fixed order
+    (seed, regime, larger training sets first), so each rank gets a similar mix of fold sizes."""
+    order = sorted(range(len(jobs)), key=lambda i: (jobs[i]['seed'], jobs[i]['regime'], -len(jobs[i]['train']), i))
+    return [jobs[i] for i in order[rank::world]]
+
+def _shard_timeout() -> float:
+    "Seconds a rank waits for the other ranks' fold records: $MER_NB_SHARD_TIMEOUT, default 24 h."
+    v = os.environ.get('MER_NB_SHARD_TIMEOUT', '').strip()
+    if not v: return 24 * 3600.0
+    try: t = float(v)
+    except ValueError: t = float('nan')
+    if not t > 0: raise MerError(f'MER_NB_SHARD_TIMEOUT={v!r}: expected a positive number of seconds')
+    return t
+
+def _fold_names(keys) -> str:
+    "(regime, seed, fold) keys as fold names, with the seed and regime where the run has several; the first 20."
+    keys = list(keys)
+    seeds, regimes = {k[1] for k in keys}, {k[0] for k in keys}
+    names = [f'{n}' + (f' seed {s}' if len(seeds) > 1 else '') + (f' ({r})' if len(regimes) > 1 else '') for r, s, n in keys]
+    return ', '.join(names[:20]) + (f' and {len(names) - 20} more' if len(names) > 20 else '')
+
+def _wait_for(paths, rank: int, world: int, poll: float = 1.0, timeout: float | None = None) -> None:
+    """Block until every fold record exists (written by this or another rank); say what is missing now and then.
+    `paths`: {(regime, seed, fold): path}. After `timeout` seconds ($MER_NB_SHARD_TIMEOUT, default 24 h) a one-line
+    MerError names the folds still missing, instead of waiting forever for a rank that died."""
+    timeout = _shard_timeout() if timeout is None else timeout
+    t0 = said = time.time()
     while True:
-        missing = [p for p in paths if not Path(p).exists()]
+        missing = [k for k, p in paths.items() if not Path(p).exists()]
         if not missing: return
+        if time.time() - t0 > timeout:
+            raise MerError(f'[rank {rank}/{world}] gave up after {timeout:g} s waiting for {len(missing)} fold record(s) from other ranks: '
+                           f'{_fold_names(missing)} (under {Path(paths[missing[0]]).parent}); restart the rank(s) that own them '
+                           f'(same RANK and WORLD_SIZE), or run without torchrun, to finish the run')
         if time.time() - said > 60:
-            print(f'[rank {rank}/{world}] waiting for {len(missing)} fold record(s) from other ranks, e.g. {missing[0]}', flush=True)
+            print(f'[rank {rank}/{world}] waiting for {len(missing)} fold record(s) from other ranks: {_fold_names(missing)}', flush=True)
             said = time.time()
         time.sleep(poll)
+
+def _record_ok(p: Path, test_idx=None) -> bool:
+    """Whether the fold record `p` exists and reads back whole (for the fold with `test_idx`, when given). A corrupt
+    one -- truncated, not a zip, an array missing, another fold's -- is named in a one-line `MerWarning` and moved
+    aside to `<name>.corrupt`, so that it is trained again instead of failing every later run."""
+    p = Path(p)
+    if not p.exists(): return False
+    try:
+        with np.load(p) as r:
+            missing = {'test_idx', 'test_logits', 'train_loss'} - set(r.files)
+            if missing: raise ValueError(f'no {", ".join(sorted(missing))}')
+            for k in r.files: r[k]                       # decompresses every array: damage fails its CRC here
+            if test_idx is not None and not np.array_equal(r['test_idx'], test_idx): raise ValueError('another fold\'s test samples')
+        return True
+    except Exception as e:
+        bad = p.with_name(p.name + '.corrupt')
+        try: os.replace(p, bad)
+        except OSError: pass                             # another rank moved it first
+        warnings.warn(MerWarning(f'{p}: corrupt fold record ({type(e).__name__}: {e}); moved to {bad.name}, the fold is trained again'))
+        return False
 
 def record_paths(out, ds: MERDataset, preset, protocol: str = 'loso', k: int = 5, regime: str = 'full', model_kw: dict | None = None,
                  method='HTNet', augment=None, seeds=(0,), folds=None) -> dict:
     "{(seed, fold name): the fold record `run_cv` writes for it} under the run cache `out` (`folds`: `make_folds`'s, if already made)."
     rdir = Path(out)/run_key(ds, get_preset(preset), protocol, k, regime, model_kw, method, augment)
     folds = make_folds(ds.subjects, protocol, k) if folds is None else folds
-    return {(seed, name): rdir/f'seed{seed}'/f'{name}.npz' for seed in seeds for name, _, _ in folds}
+    return {(seed, name): check_inside(rdir/f'seed{seed}'/f'{name}.npz', out, 'fold record') for seed in seeds for name, _, _ in folds}
 
 def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k: int = 5, seeds=(0,),
            selections=('last', 'best-on-test'), model_kw: dict | None = None, method: str = 'HTNet',
@@ -210,12 +280,16 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
     device and its free memory; default `$MER_NB_FOLD_BATCH`, else 'auto'). Each fold's record is bit for bit the one
     it gets trained alone, so this only sets the speed.
     Methods with a `post_train` step, scikit-learn methods and models with buffers or dropout always run one fold at a time.
-    Under `torchrun` ($RANK, $WORLD_SIZE) each rank trains every WORLD_SIZE-th group of folds still missing, writes
-    them into `out` (which all ranks must share) and waits for the others' before returning the same predictions."""
+    A corrupt record found in `out` is named, moved aside (`<name>.corrupt`) and trained again.
+    Under `torchrun` ($RANK, $WORLD_SIZE) every rank deals out *all* the folds the same way (`_share`), trains those of
+    its share not yet in `out` (which all ranks must share), then waits for the others' -- at most
+    $MER_NB_SHARD_TIMEOUT seconds (default 24 h), then a one-line error names the missing folds -- and returns the
+    same predictions."""
     preset = get_preset(preset)
     for s in selections:
         if s not in SELECTIONS: raise MerError(f'unknown selection {s!r} (choose from {", ".join(SELECTIONS)})')
     rank, world = shard()
+    timeout = _shard_timeout() if world > 1 else None   # a bad value fails now, not after the training
     device = device or default_device()
     if device == 'cuda' and world > 1 and 'LOCAL_RANK' in os.environ: device = f"cuda:{int(os.environ['LOCAL_RANK'])}"   # one GPU per rank
     workers = workers or preset.workers
@@ -223,46 +297,48 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
     x = spec.inputs(ds)
     folds = make_folds(ds.subjects, protocol, k)
     regimes = sorted({'inner' if s == 'inner-val' else 'full' for s in selections})
-    paths, jobs = {}, []
+    paths, every = {}, []
     for regime in regimes:
         rec = record_paths(out, ds, preset, protocol, k, regime, model_kw, method, augment, seeds, folds)
         for seed in seeds:
             for name, tr, te in folds:
                 p = rec[seed, name]
                 paths[regime, seed, name] = p
-                if not p.exists():
-                    jobs.append(dict(x=x, y=ds.labels, subjects=ds.subjects, train=tr, test=te, fold=name, seed=seed, regime=regime,
-                                     preset=preset, model_kw=model_kw, device=device, path=p, method=spec, augment=augment,
-                                     progress=progress and workers == 1 and preset.epochs > 20))
-    if len(paths) > len(jobs) and jobs and progress: print(f'resuming: {len(paths) - len(jobs)} of {len(paths)} fold runs already on disk')
+                every.append(dict(x=x, y=ds.labels, subjects=ds.subjects, train=tr, test=te, fold=name, seed=seed, regime=regime,
+                                  preset=preset, model_kw=model_kw, device=device, path=p, root=Path(out), method=spec, augment=augment,
+                                  progress=progress and workers == 1 and preset.epochs > 20))
+    done = {id(j) for j in every if _record_ok(j['path'], j['test'])}
+    jobs = [j for j in _share(every, rank, world) if id(j) not in done]
+    if world > 1:
+        for j in jobs: j['rank'] = rank
+    if done and jobs and progress: print(f'resuming: {len(done)} of {len(paths)} fold runs already on disk')
     fb = _fold_batch(fold_batch, jobs, workers * world, device)    # 'auto' leaves every rank and worker a share
     groups = [[j] for j in jobs]
     if fb > 1:    # same seed and regime per group, `fb` folds each; similar training-set sizes together (same batch counts)
         by = {}
         for j in sorted(jobs, key=lambda j: -len(j['train'])): by.setdefault((j['seed'], j['regime']), []).append(j)
         groups = [g[i:i + fb] for g in by.values() for i in range(0, len(g), fb)]
-    if world > 1:
-        groups = groups[rank::world]
-        for g in groups:
-            for j in g: j['rank'] = rank
-        jobs = [j for g in groups for j in g]
     bar = tqdm(total=len(jobs), desc=f'{method} {protocol} folds' + (f' ({fb} at a time)' if fb > 1 else ''), disable=not progress or not jobs)
     if workers > 1 and len(groups) > 1 and device == 'cpu':
-        with ProcessPoolExecutor(min(workers, len(groups)), mp_context=mp.get_context('spawn'), initializer=_init_worker) as ex:
+        with ProcessPoolExecutor(min(workers, len(groups)), mp_context=mp.get_context('spawn'), initializer=_init_worker,
+                                 initargs=(os.getpid(),)) as ex:
             for r in ex.map(_fit_group, groups): bar.update(len(r))
     else:
         for g in groups: bar.update(len(_fit_group(g)))
     bar.close()
-    if world > 1: _wait_for(paths.values(), rank, world)
+    if world > 1: _wait_for(paths, rank, world, timeout=timeout)
     return collect_predictions(ds, paths, folds, selections, method, protocol)
 
 def collect_predictions(ds, paths, folds, selections, method, protocol) -> pd.DataFrame:
     "Read the fold records and apply each selection mode: one row per (selection, seed, test sample)."
     rows = []
     for (regime, seed, name), p in paths.items():
-        with np.load(p) as r:
-            te, tl = r['test_idx'], r['test_logits']
-            vl, vi = (r['val_logits'], r['val_idx']) if 'val_logits' in r else (None, None)
+        try:
+            with np.load(p) as r:
+                te, tl = r['test_idx'], r['test_logits']
+                vl, vi = (r['val_logits'], r['val_idx']) if 'val_logits' in r else (None, None)
+        except Exception as e:
+            raise MerError(f'{p}: cannot read fold record ({type(e).__name__}: {e}); delete it to train the fold again') from None
         for sel in selections:
             if (sel == 'inner-val') != (regime == 'inner'): continue
             ep = select_epoch(sel, tl, ds.labels[te], vl, None if vi is None else ds.labels[vi])

@@ -5,6 +5,7 @@
 # %% ../nbs/01_data.ipynb #41cdaf89
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -12,11 +13,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .core import CLASSES, MerError
+from .core import CLASSES, MerError, inside, name_problem
 
 # %% auto #0
-__all__ = ['LANDMARKS', 'COMPOSITE_COLUMNS', 'SHARED_COMPOSITE', 'CANONICAL_LANDMARKS_28', 'MERDataset', 'read_flow_png',
-           'load_composite', 'find_composite', 'canonical_landmarks', 'region_mosaic', 'model_input']
+__all__ = ['LANDMARKS', 'COMPOSITE_COLUMNS', 'LABEL_VALUES', 'SHARED_COMPOSITE', 'CANONICAL_LANDMARKS_28', 'MERDataset',
+           'read_label_csv', 'read_checked_image', 'read_flow_png', 'composite_row', 'load_composite', 'find_composite',
+           'canonical_landmarks', 'region_mosaic', 'model_input']
 
 # %% ../nbs/01_data.ipynb #6dd27f54
 LANDMARKS = ('left_eye', 'right_eye', 'nose', 'left_mouth', 'right_mouth')
@@ -26,7 +28,7 @@ class MERDataset:
     "Micro-expression samples: ids, source dataset, subject, label, 3xHxW flow image, optional landmarks and faces."
     ids: np.ndarray                      # (N,) str, unique
     datasets: np.ndarray                 # (N,) str: smic, casme2, samm, casme3, synthetic, ...
-    subjects: np.ndarray                 # (N,) str: the grouping unit of every split
+    subjects: np.ndarray                 # (N,) str: the grouping unit of every split (plain names: they name folds)
     labels: np.ndarray                   # (N,) int64 in {0, 1, 2}
     flows: np.ndarray                    # (N, 3, H, W) float32 in [0, 1]: u, v, optical strain
     landmarks: np.ndarray | None = None  # (N, 5, 2) float32 (x, y) in flow-image pixels, LANDMARKS order
@@ -48,6 +50,8 @@ class MERDataset:
         if bad.any(): raise MerError(f'MERDataset.labels: unknown label {self.labels[bad][0]} for id {self.ids[bad][0]}')
         u, c = np.unique(self.ids, return_counts=True)
         if (c > 1).any(): raise MerError(f'MERDataset.ids: duplicate id {str(u[c > 1][0])!r}')
+        for s in np.unique(self.subjects):   # subjects name the folds, and folds name files: plain names only
+            if (p := name_problem(s, 'subject')): raise MerError(f'MERDataset.subjects: {p}')
         if self.landmarks is not None:
             self.landmarks = np.asarray(self.landmarks, dtype=np.float32)
             if self.landmarks.shape[1:] != (5, 2): raise MerError(f'MERDataset.landmarks: shape {self.landmarks.shape}, expected (N, 5, 2)')
@@ -75,51 +79,101 @@ class MERDataset:
 
 # %% ../nbs/01_data.ipynb #1f183e29
 COMPOSITE_COLUMNS = ('dataset', 'sub', 'filename_o', 'label', 'imagename')
+LABEL_VALUES = ('0', '1', '2')
 
-def _read_image(path: Path, where: str, size: int | None, gray=False) -> np.ndarray:
-    "Read an image or raise a one-line MerError naming the file and the row it belongs to."
-    if not path.is_file(): raise MerError(f'{where}: missing file {path}')
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
-    if img is None: raise MerError(f'{where}: unreadable image {path}')
+def read_label_csv(csv) -> pd.DataFrame:
+    """A label CSV as strings (empty cells as ''), or a one-line `MerError` naming the file (missing, empty, unparseable,
+    a row with more fields than the header -- which pandas would otherwise quietly take as an index, shifting the columns)."""
+    csv = Path(csv)
+    if not csv.is_file(): raise MerError(f'{csv}: missing file')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', pd.errors.ParserWarning)
+        try: return pd.read_csv(csv, dtype=str, keep_default_na=False, index_col=False)
+        except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise MerError(f'{csv}: cannot parse: {e}') from None
+
+def read_checked_image(path, root=None, size: int | None = None, channels: int | None = None, gray: bool = False,
+                       noun: str = '') -> tuple[np.ndarray | None, str | None]:
+    """(image, None), or (None, the problem in one line): the one set of rules for an image named by a label file,
+    applied by the loaders and by `check_data` alike. The file must lie inside `root` (after resolving `..` and
+    symlinks), exist, decode as 8-bit, be `size`x`size` and have `channels` channels (when given).
+    `gray`: decode as one grey channel (faces, frames); otherwise as stored (BGR for colour). `noun` names the file
+    in the problem ('frame': "missing frame ...")."""
+    path = Path(path)
+    try: path.resolve()
+    except (OSError, RuntimeError) as e: return None, f'cannot resolve {path} ({type(e).__name__}: a symlink loop?)'
+    if root is not None and not inside(path, root): return None, f'{path} lies outside the data root {root}'
+    if not path.is_file(): return None, f'missing {noun or "file"} {path}'
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_UNCHANGED)
+    if img is None: return None, f'unreadable {noun or "image"} {path}'
+    if img.dtype != np.uint8: return None, f'{path.name} has {img.dtype} samples, expected 8-bit'
+    c = 1 if img.ndim == 2 else img.shape[2]
+    if channels is not None and c != channels: return None, f'{path.name} has {c} channel(s), expected {channels}'
     if size is not None and img.shape[:2] != (size, size):
-        raise MerError(f'{where}: {path.name} is {img.shape[1]}x{img.shape[0]}, expected {size}x{size}')
-    return img
+        return None, f'{path.name} is {img.shape[1]}x{img.shape[0]}, expected {size}x{size}'
+    return img, None
 
-def read_flow_png(path, where: str = '', size: int | None = 28) -> np.ndarray:
-    "A published u/v/strain PNG as a float32 3xHxW array in [0, 1], channels (u, v, strain)."
-    img = _read_image(Path(path), where or str(path), size)
+# %% ../nbs/01_data.ipynb #e6c7f9c0
+def _uvs(img: np.ndarray) -> np.ndarray:
+    "An 8-bit BGR flow PNG as float32 (u, v, strain) x H x W in [0, 1]: the PNG's R, G, B planes are u, v, strain."
     return (cv2.cvtColor(img, cv2.COLOR_BGR2RGB).transpose(2, 0, 1) / 255.0).astype(np.float32)
+
+def read_flow_png(path, where: str = '', size: int | None = 28, root=None) -> np.ndarray:
+    "A published u/v/strain PNG as a float32 3xHxW array in [0, 1], channels (u, v, strain); the rules of `read_checked_image`."
+    img, p = read_checked_image(path, root, size, channels=3)
+    if p: raise MerError(f'{where or path}: {p}')
+    return _uvs(img)
 
 def _flow_path(root: Path, sub: str, clip: str) -> Path:
     spaced = root/'flow_uv_os'/f'{sub}_{clip} .png'
     plain = root/'flow_uv_os'/f'{sub}_{clip}.png'
     return plain if not spaced.exists() and plain.exists() else spaced
 
+def composite_row(root, r: dict, seen: dict, line: int, faces: bool = True, size: int = 28):
+    """(flow image, apex face, problems) of one labels.csv row (`line`: its line number, `seen`: ids so far -> line)
+    under the rules `load_composite` and `check_data` share: no empty field; `sub`, `filename_o` and `imagename` plain
+    names; `dataset` printable; label 0, 1 or 2; a new id; the files readable inside `root` (`read_checked_image`):
+    the flow PNG 8-bit, `size`x`size`, three channels; the apex face (read when `faces`) any 8-bit image."""
+    root = Path(root)
+    problems, ok = [], {}
+    empty = [c for c in COMPOSITE_COLUMNS if not r[c].strip()]
+    if empty: problems.append(f'empty field(s) {", ".join(empty)}')
+    for c in ('sub', 'filename_o', 'imagename'):
+        p = name_problem(r[c], c) if r[c].strip() else None
+        if p: problems.append(p)
+        ok[c] = bool(r[c].strip()) and p is None
+    if not r['dataset'].isprintable(): problems.append(f"dataset {r['dataset']!r} has control characters")
+    if r['label'].strip() and r['label'].strip() not in LABEL_VALUES:
+        problems.append(f"unknown label {r['label']!r} (expected {', '.join(LABEL_VALUES)})")
+    sid = f"{r['sub']}_{r['filename_o']}"
+    if sid in seen: problems.append(f'duplicate id {sid!r} (first at row {seen[sid]})')
+    else: seen[sid] = line
+    flow = face = None
+    if ok['sub'] and ok['filename_o']:
+        flow, p = read_checked_image(_flow_path(root, r['sub'], r['filename_o']), root, size, channels=3)
+        if p: problems.append(f'flow image: {p}')
+    if faces and ok['imagename']:
+        face, p = read_checked_image(root/'apex_faces'/r['imagename'], root, gray=True)
+        if p: problems.append(f'apex face: {p}')
+    return flow, face, problems
+
 def load_composite(root, faces: bool = False, size: int = 28) -> MERDataset:
-    "Load the MEGC2019 composite layout at `root` (labels.csv, flow_uv_os/, apex_faces/)."
+    "Load the MEGC2019 composite layout at `root` (labels.csv, flow_uv_os/, apex_faces/); the first bad row stops it, named."
     root = Path(root)
     csv = root/'labels.csv'
     if not csv.is_file(): raise MerError(f'{csv}: missing file (expected the MEGC2019 composite layout)')
-    try: df = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as e: raise MerError(f'{csv}: cannot parse: {e}') from None
+    df = read_label_csv(csv)
     missing = [c for c in COMPOSITE_COLUMNS if c not in df.columns]
     if missing: raise MerError(f'{csv}: missing column(s) {", ".join(missing)}')
-    ids, flows, face_imgs = [], [], []
-    seen = {}
-    for i, r in enumerate(df.itertuples(index=False)):
-        where = f'{csv}: row {i + 2}'  # row 1 is the header
-        for c in COMPOSITE_COLUMNS:
-            if not getattr(r, c).strip(): raise MerError(f'{where}: empty field {c!r}')
-        if r.label.strip() not in ('0', '1', '2'): raise MerError(f'{where}: unknown label {r.label!r} (expected 0, 1 or 2)')
-        sid = f'{r.sub}_{r.filename_o}'
-        if sid in seen: raise MerError(f'{where}: duplicate id {sid!r} (first at row {seen[sid]})')
-        seen[sid] = i + 2
-        ids.append(sid)
-        flows.append(read_flow_png(_flow_path(root, r.sub, r.filename_o), where, size))
-        if faces: face_imgs.append(_read_image(root/'apex_faces'/r.imagename, where, None, gray=True))
-    if not ids: raise MerError(f'{csv}: no rows')
-    return MERDataset(ids=ids, datasets=df['dataset'].str.strip().str.lower(), subjects=df['sub'], labels=df['label'].astype(int),
-                      flows=np.stack(flows), faces=np.stack(face_imgs) if faces else None, name=f'composite ({root.name})')
+    if not len(df): raise MerError(f'{csv}: no rows')
+    flows, face_imgs, seen = [], [], {}
+    for i, r in enumerate(df.to_dict('records')):
+        flow, face, problems = composite_row(root, r, seen, i + 2, faces, size)   # row 1 is the header
+        if problems: raise MerError(f'{csv}: row {i + 2}: {problems[0]}')
+        flows.append(_uvs(flow)); face_imgs.append(face)
+    return MERDataset(ids=df['sub'] + '_' + df['filename_o'], datasets=df['dataset'].str.strip().str.lower(), subjects=df['sub'],
+                      labels=df['label'].str.strip().astype(int), flows=np.stack(flows),
+                      faces=np.stack(face_imgs) if faces else None, name=f'composite ({root.name})')
 
 # %% ../nbs/01_data.ipynb #42b41656
 SHARED_COMPOSITE = Path(__file__).resolve().parents[2]/'shared'/'data'/'megc2019_composite' if '__file__' in globals() else None

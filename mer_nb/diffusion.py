@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .core import MerError, atomic_write, cache_dir, default_device, seed_everything
+from .core import MerError, atomic_write, cache_dir, default_device, plain_name, seed_everything
 from .recipe import get_preset
 
 # %% auto #0
@@ -296,6 +296,7 @@ class DiffusionAugment:
         return np.array([gmap[s] != g for s in subjects_train]), g
 
     def __call__(self, x_train, y_train, subjects_train, fold, seed, regime='full'):
+        use = f"{plain_name(fold, 'fold')}_seed{int(seed)}_{plain_name(regime, 'regime')}.json"   # a file named after the fold
         x, y = np.asarray(x_train, np.float32), np.asarray(y_train, np.int64)
         subs = np.asarray(subjects_train).astype(str)
         test = loso_test_subject(fold)
@@ -320,10 +321,10 @@ class DiffusionAugment:
             pools = [self._pool(kdir, gen, c, int(n), seed, x.shape[1:]) for c, n in enumerate(need)]
         xe = np.concatenate([p[:n] for p, n in zip(pools, need)]).astype(np.float32)
         ye = np.repeat(np.arange(N_CLASSES), need).astype(np.int64)
-        atomic_write(kdir/'uses'/f'{fold}_seed{seed}_{regime}.json', json.dumps(dict(
+        atomic_write(kdir/'uses'/use, json.dumps(dict(
             fold=fold, seed=int(seed), regime=regime, test_subject=test, group=group, fit_key=key, fit_subjects=fit_subs,
             train_subjects_hash=_hash(sorted(set(subs))), n_train=int(len(y)), train_counts=counts.tolist(),
-            generated=need.tolist()), indent=1))
+            generated=need.tolist()), indent=1), root=root)
         return xe, ye
 
     def _generator(self, kdir: Path, x, y, fit_subs, seed, group) -> DDPM:
@@ -334,10 +335,10 @@ class DiffusionAugment:
             return DDPM(unet.to(self.device or default_device()).eval(), self.config, np.asarray(meta['losses'], np.float32), meta['seconds'])
         gen = fit_ddpm(x, y, self.config, seed=seed, device=self.device, progress=self.progress)
         buf = io.BytesIO(); torch.save({k: v.cpu() for k, v in gen.unet.state_dict().items()}, buf)
-        atomic_write(kdir/'model.pt', buf.getvalue())
+        atomic_write(kdir/'model.pt', buf.getvalue(), root=kdir)
         atomic_write(kdir/'meta.json', json.dumps(dict(config=asdict(self.config), seed=int(seed), group=group, groups=self.groups,
                      fit_subjects=fit_subs, n_fit=int(len(y)), fit_counts=np.bincount(y, minlength=N_CLASSES).tolist(),
-                     seconds=gen.seconds, losses=gen.losses.round(5).tolist()), indent=1))
+                     seconds=gen.seconds, losses=gen.losses.round(5).tolist()), indent=1), root=kdir)
         return gen
 
     def _pool(self, kdir: Path, gen: DDPM, c: int, n: int, seed: int, shape) -> np.ndarray:
@@ -347,7 +348,7 @@ class DiffusionAugment:
             p = kdir/f'class{c}_chunk{j}.npy'
             if not p.is_file():
                 xs = gen.sample(np.full(CHUNK, c), seed=int(_hash(int(seed), c, j), 16) % 2 ** 31, device=self.device)
-                buf = io.BytesIO(); np.save(buf, xs); atomic_write(p, buf.getvalue())
+                buf = io.BytesIO(); np.save(buf, xs); atomic_write(p, buf.getvalue(), root=kdir)
             parts.append(np.load(p))
         return np.concatenate(parts)[:n] if parts else np.zeros((0, *shape), np.float32)
 

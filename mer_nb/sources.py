@@ -14,8 +14,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .clips import FlowCache, clip_from_files
-from .core import MerError
-from .data import COMPOSITE_COLUMNS, MERDataset, _flow_path
+from .core import MerError, inside, name_problem
+from .data import COMPOSITE_COLUMNS, MERDataset, composite_row, read_checked_image, read_label_csv
 
 # %% auto #0
 __all__ = ['CASME3_COLUMNS', 'casme3_table', 'write_synthetic_casme3', 'load_casme3', 'check_composite', 'check_casme3',
@@ -24,15 +24,16 @@ __all__ = ['CASME3_COLUMNS', 'casme3_table', 'write_synthetic_casme3', 'load_cas
 # %% ../nbs/03a_sources.ipynb #2e96c91c
 CASME3_COLUMNS = ('Subject', 'Filename', 'Onset', 'Apex', 'Offset', 'label_for_3')
 
-def _read_csv(csv: Path) -> pd.DataFrame:
-    if not csv.is_file(): raise MerError(f'{csv}: missing file')
-    try: return pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e: raise MerError(f'{csv}: cannot parse: {e}') from None
+def _rel_problem(rel: str, col: str) -> str | None:
+    "Why the frame path `rel` from the CSV is not a relative path of plain names ('/' between them), or None."
+    if any(name_problem(p, col) for p in rel.split('/')):
+        return f"{col} {rel!r} is not a relative path of plain names (letters, digits, '.', '_', '-', joined by '/')"
+    return None
 
 def casme3_table(csv, frame_root=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(valid rows, problems) of a CAS(ME)^3 label CSV; rows: line, id, subject, label, onset/apex paths; problems: line, id, problem."
     csv = Path(csv)
-    df = _read_csv(csv)
+    df = read_label_csv(csv)
     missing = [c for c in CASME3_COLUMNS if c not in df.columns]
     if missing: raise MerError(f'{csv}: missing column(s) {", ".join(missing)} (a CAS(ME)^3 label CSV has {", ".join(CASME3_COLUMNS)})')
     root = None if frame_root is None else Path(frame_root)
@@ -42,6 +43,7 @@ def casme3_table(csv, frame_root=None) -> tuple[pd.DataFrame, pd.DataFrame]:
         sid = f"{r['Subject'].strip()}_{r['Filename'].strip()}_{r['Apex'].strip()}"
         empty = [c for c in CASME3_COLUMNS if not r[c].strip()]
         if empty: bad.append(f'empty field(s) {", ".join(empty)}')
+        bad += [p for c in ('Subject', 'Filename') if r[c].strip() and (p := name_problem(r[c].strip(), c))]
         num = {}
         for c in ('Onset', 'Apex', 'Offset'):
             if r[c].strip() and not re.fullmatch(r'\d+', r[c].strip()): bad.append(f'{c} {r[c]!r} is not a frame number')
@@ -55,12 +57,14 @@ def casme3_table(csv, frame_root=None) -> tuple[pd.DataFrame, pd.DataFrame]:
             rel = r.get(col, '').strip() or (f"{r['Subject'].strip()}/{r['Filename'].strip()}/color/{r[c].strip()}.jpg" if c in num else '')
             stem = Path(rel).stem
             if rel and c in num and stem.isdigit() and int(stem) != num[c]: bad.append(f'{col} {rel} is not frame {c} {num[c]}')
+            if rel and (p := _rel_problem(rel, col)): bad.append(p)
             paths[c] = rel
         if sid in seen: bad.append(f'duplicate id {sid!r} (first at line {seen[sid]})')
         else: seen[sid] = line
         if root is not None and not bad:
             for c in ('Onset', 'Apex'):
-                if not (root/paths[c]).is_file(): bad.append(f'missing {c.lower()} frame {root/paths[c]}')
+                if not inside(root/paths[c], root): bad.append(f'{c.lower()} frame {root/paths[c]} lies outside the frame root {root}')
+                elif not (root/paths[c]).is_file(): bad.append(f'missing {c.lower()} frame {root/paths[c]}')
         if bad: problems += [dict(line=line, id=sid, problem=b) for b in bad]
         else: rows.append(dict(line=line, id=sid, subject=r['Subject'].strip(), label=int(r['label_for_3']),
                                onset=paths['Onset'], apex=paths['Apex']))
@@ -120,7 +124,7 @@ def load_casme3(csv, frame_root=None, method: str = 'tvl1', size: int = 28, face
     samples, keep = [], []
     for r in tqdm(rows.itertuples(), total=len(rows), desc='CAS(ME)^3 clips', disable=not progress, mininterval=2):
         try:
-            samples.append(clip_from_files(root/r.onset, root/r.apex, cache, where=f'{csv.name}: line {r.line}', method=method,
+            samples.append(clip_from_files(root/r.onset, root/r.apex, cache, where=f'{csv.name}: line {r.line}', root=root, method=method,
                                            size=size, face_size=face_size))
             keep.append(r.Index)
         except MerError as e:
@@ -137,35 +141,22 @@ def load_casme3(csv, frame_root=None, method: str = 'tvl1', size: int = 28, face
                       faces=np.stack([s.face for s in samples]) if faces else None, name=f'casme3 ({csv.name})'), skipped
 
 # %% ../nbs/03a_sources.ipynb #e2eb61f2
-def _check_image(path: Path, size: int | None) -> str | None:
-    if not path.is_file(): return f'missing file {path}'
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None: return f'unreadable image {path}'
-    if size is not None and img.shape[:2] != (size, size): return f'{path.name} is {img.shape[1]}x{img.shape[0]}, expected {size}x{size}'
-    return None
-
 def check_composite(root) -> list[str]:
-    "Every problem of a MEGC2019-composite-layout folder, one line each."
+    "Every problem of a MEGC2019-composite-layout folder, one line each: the rules of `load_composite` (`composite_row`), faces included."
     root = Path(root); csv = root/'labels.csv'
-    try: df = _read_csv(csv)
+    try: df = read_label_csv(csv)
     except MerError as e: return [str(e)]
     missing = [c for c in COMPOSITE_COLUMNS if c not in df.columns]
     if missing: return [f'{csv}: missing column(s) {", ".join(missing)}']
     out, seen = [], {}
     if not len(df): out.append(f'{csv}: no rows')
     for i, r in enumerate(df.to_dict('records')):
-        where = f'{csv}: row {i + 2}'
-        empty = [c for c in COMPOSITE_COLUMNS if not r[c].strip()]
-        if empty: out.append(f'{where}: empty field(s) {", ".join(empty)}')
-        if r['label'].strip() and r['label'].strip() not in ('0', '1', '2'): out.append(f"{where}: unknown label {r['label']!r} (expected 0, 1 or 2)")
-        sid = f"{r['sub']}_{r['filename_o']}"
-        if sid in seen: out.append(f'{where}: duplicate id {sid!r} (first at row {seen[sid]})')
-        else: seen[sid] = i + 2
-        if r['sub'].strip() and r['filename_o'].strip():
-            if (p := _check_image(_flow_path(root, r['sub'], r['filename_o']), 28)): out.append(f'{where}: flow image: {p}')
-        if r['imagename'].strip():
-            if (p := _check_image(root/'apex_faces'/r['imagename'], None)): out.append(f'{where}: apex face: {p}')
+        out += [f'{csv}: row {i + 2}: {p}' for p in composite_row(root, r, seen, i + 2, faces=True)[2]]
     return out
+
+def _shown(s: str) -> str:
+    "`s` as it is when printable, else its repr (a newline in an id must not break a one-line message)."
+    return s if s.isprintable() else repr(s)
 
 def check_casme3(csv, frames=None) -> list[str]:
     "Every problem of a CAS(ME)^3 label CSV and its frames (default root: the CSV's folder), one line each."
@@ -173,10 +164,11 @@ def check_casme3(csv, frames=None) -> list[str]:
     if not root.is_dir(): return [f'{root}: frame root not found']
     try: rows, bad = casme3_table(csv, root)
     except MerError as e: return [str(e)]
-    out = [(r.line, f'{csv}: line {r.line} ({r.id}): {r.problem}') for r in bad.itertuples()]
+    out = [(r.line, f'{csv}: line {r.line} ({_shown(r.id)}): {r.problem}') for r in bad.itertuples()]
     for r in rows.itertuples():
         for c in ('onset', 'apex'):
-            if (p := _check_image(root/getattr(r, c), None)): out.append((r.line, f'{csv}: line {r.line} ({r.id}): {c} frame: {p}'))
+            p = read_checked_image(root/getattr(r, c), root, gray=True, noun=f'{c} frame')[1]   # as `read_frame` reads it
+            if p: out.append((r.line, f'{csv}: line {r.line} ({_shown(r.id)}): {p}'))
     return [m for _, m in sorted(out, key=lambda t: t[0])]
 
 def _is_casme3_csv(p: Path) -> bool:
