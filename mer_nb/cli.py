@@ -12,6 +12,7 @@ import signal
 import sys
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict
 from importlib import resources
@@ -290,9 +291,14 @@ def _run(a) -> int:
         return 1 if problems else 0
     return 0
 
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    "A warning as one line `mer-nb: warning: ...` (e.g. a corrupt fold record moved aside, a clip without motion)."
+    print(f'mer-nb: warning: {" ".join(str(message).split())}', file=file or sys.stderr, flush=True)
+
 def main(argv=None) -> int:
     "Entry point of `mer-nb` and `python -m mer_nb`: the exit status (0; 1: `data check` found problems; 2: an error; 128 + signal: stopped)."
     a = parser().parse_args(argv)
+    warnings.showwarning = _warning_line
     debug = getattr(a, 'debug', False) or os.environ.get('MER_NB_DEBUG', '') not in ('', '0')
     try:
         with stop_on_signals(): return _run(a)

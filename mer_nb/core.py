@@ -78,6 +78,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #8f9e9d42
+def _umask() -> int:
+    "The process's file-creation mask."
+    m = os.umask(0o022); os.umask(m)
+    return m
+
 def atomic_write(path, data: bytes | str, root=None) -> Path:
     """Write `data` to `path` through a temporary file in the same folder and a rename: all or nothing.
     `root`: the folder `path` must lie under (after resolving `..` and symlinks); anything else is refused."""
@@ -86,6 +91,7 @@ def atomic_write(path, data: bytes | str, root=None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
+        os.fchmod(fd, 0o666 & ~_umask())      # as open() would create it (mkstemp makes it private)
         with os.fdopen(fd, 'wb') as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()

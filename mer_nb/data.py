@@ -16,8 +16,8 @@ import pandas as pd
 from .core import CLASSES, MerError, inside, name_problem
 
 # %% auto #0
-__all__ = ['LANDMARKS', 'COMPOSITE_COLUMNS', 'LABEL_VALUES', 'SHARED_COMPOSITE', 'CANONICAL_LANDMARKS_28', 'MERDataset',
-           'read_label_csv', 'read_checked_image', 'read_flow_png', 'composite_row', 'load_composite', 'find_composite',
+__all__ = ['LANDMARKS', 'COMPOSITE_COLUMNS', 'LABEL_VALUES', 'CANONICAL_LANDMARKS_28', 'MERDataset', 'read_label_csv',
+           'read_checked_image', 'read_flow_png', 'composite_row', 'load_composite', 'find_composite',
            'canonical_landmarks', 'region_mosaic', 'model_input']
 
 # %% ../nbs/01_data.ipynb #6dd27f54
@@ -176,16 +176,11 @@ def load_composite(root, faces: bool = False, size: int = 28) -> MERDataset:
                       faces=np.stack(face_imgs) if faces else None, name=f'composite ({root.name})')
 
 # %% ../nbs/01_data.ipynb #42b41656
-SHARED_COMPOSITE = Path(__file__).resolve().parents[2]/'shared'/'data'/'megc2019_composite' if '__file__' in globals() else None
-
 def find_composite() -> Path | None:
-    "The real composite set at `../shared/data/megc2019_composite` beside a checkout (or $MER_NB_COMPOSITE), if present."
+    "The real composite named by $MER_NB_COMPOSITE, if it holds a labels.csv (`tests/conftest.py` sets it to the composite beside a checkout)."
     import os
-    cands = [os.environ.get('MER_NB_COMPOSITE'), SHARED_COMPOSITE, Path.cwd().parent/'shared'/'data'/'megc2019_composite',
-             Path.cwd().parent.parent/'shared'/'data'/'megc2019_composite']
-    for c in cands:
-        if c and (Path(c)/'labels.csv').is_file(): return Path(c)
-    return None
+    c = os.environ.get('MER_NB_COMPOSITE')
+    return Path(c) if c and (Path(c)/'labels.csv').is_file() else None
 
 # %% ../nbs/01_data.ipynb #d44db56d
 CANONICAL_LANDMARKS_28 = np.array([[7, 8], [21, 8], [14, 15], [9, 20], [19, 20]], dtype=np.float32)  # (x, y), LANDMARKS order

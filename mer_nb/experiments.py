@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import CLASSES, MerError, write_json
+from .core import MerError, atomic_write
 from .data import MERDataset
 from .sources import find_dataset, open_dataset
 from .metrics import paired_gain, score_predictions
@@ -332,7 +332,7 @@ def table5(exp: Experiment, config: str = 'preset', method: str = 'ESAAT', laten
          '`06a_foldpar`; below 100% only when one of the two came from the reference HTNet path or an older run cache).'
          if agree else '')])
     res = write_result(out, Result(stem, table, md, preds, tables={'cost': cost, 'removed': freq}))
-    freq.to_csv(out/f'{stem}_removed.csv', index=False)
+    atomic_write(out/f'{stem}_removed.csv', freq.to_csv(index=False))
     import matplotlib.pyplot as plt
     mean_scores = {k_: float(v) for k_, v in zip(keys, np.nanmean([r['scores'][0] for r in recs], 0))}
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(keys)), 3.6))
@@ -497,7 +497,7 @@ def _aug_result(exp: Experiment, name: str, title: str, ds: MERDataset, preds: p
     line, fits = _aug_line(aug, cache, exp.seeds, set(preds.fold) if folds is None else folds)
     x = get_method(AUG_VARIANTS[methods[0]][0]).inputs(ds)
     quality = _aug_quality(ds, fits, cache, x)
-    if len(quality): quality.to_csv(exp.out/f'{name}_quality.csv', index=False)
+    if len(quality): atomic_write(exp.out/f'{name}_quality.csv', quality.to_csv(index=False))
     res = Result(name, scores, '', tables={'quality': quality, 'fits': fits})
     res.figures['samples'] = _aug_samples(ds, fits, cache, x, exp.out/f'{name}_samples.png')
     bars = scores[(scores.run == 'ours') & (scores.selection == scores.selection.iloc[0])]

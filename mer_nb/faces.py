@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .core import MerError
 from .data import CANONICAL_LANDMARKS_28, LANDMARKS, MERDataset

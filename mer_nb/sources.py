@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .clips import FlowCache, clip_from_files
 from .core import MerError, inside, name_problem
