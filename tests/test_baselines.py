@@ -13,7 +13,7 @@ from mer_nb.data import MERDataset
 from mer_nb.metrics import uf1
 
 # make_synthetic with the two main difficulty sources off (subject styles, weak and mixed samples; noise, head motion,
-# blinks and nuisance motions stay): a logistic regression scores ~1.0 on it (03_synthetic), so a working method clearly
+# blinks and nuisance motions stay): a logistic regression scores ~1.0 on it (05_synthetic), so a working method clearly
 # learns within a tiny budget, and a broken one stays at chance (UF1 1/3, or 1/6 when it predicts one class).
 EASY = dict(style=(1, 1), weak_p=0, mixed_p=0)
 
