@@ -198,7 +198,8 @@ def plot_scores(scores: dict, removed=(), ax=None, title: str = 'TE per attentio
     for b, k in zip(bars, keys):
         if k in gone: b.set_hatch('//')
     ax.set_xticks(range(len(keys)), [f'L{l}.{j}' for l, j in keys], rotation=90, fontsize=7)
-    ax.set_ylabel('TE (nats)'); ax.set_title(title, fontsize=9)
+    ax.set_xlabel('attention sub-layer L<level>.<layer> (level 0: one block over the whole map)', fontsize=7)
+    ax.set_ylabel('transfer entropy I(Z; A | H) (nats)', fontsize=8); ax.set_title(title, fontsize=9)
     return ax
 
 # %% ../nbs/15_esaat.ipynb #864b2666

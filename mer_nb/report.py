@@ -97,18 +97,20 @@ def uf1_bars(scores: pd.DataFrame, path, title: str, panels: str | None = None, 
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)
 
-def confusion_grid(preds: pd.DataFrame, methods, selections, single_fit=(), path=None, single_fit_label: str = 'single fit') -> Path:
-    "Row-normalised confusion matrices, one row per method and one column per selection (first seed); a single-fit method fills its first column only."
+def confusion_grid(preds: pd.DataFrame, methods, selections, single_fit=(), path=None, single_fit_label: str = 'single fit',
+                   ncols: int = 4) -> Path:
+    "Row-normalised confusion matrices (first seed), one panel per method and selection, `ncols` a row; a single-fit method gets one panel."
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(methods), len(selections), figsize=(3.6 * len(selections), 3.2 * len(methods)), squeeze=False)
-    for i, m in enumerate(methods):
-        for j, sel in enumerate(selections):
-            ax = axes[i][j]
-            g = preds[(preds.method == m) & (preds.selection == sel)]
-            if m in single_fit and j > 0 or g.empty: ax.axis('off'); continue
-            g0 = g[g.seed == g.seed.min()]
-            lab = single_fit_label if m in single_fit else f'{sel}{" (LEAKY)" if sel in LEAKY else ""}'
-            plot_confusion(g0.label, g0.pred, ax=ax, title=f'{m}, {lab}, seed {g0.seed.min()}')
+    panels = [(m, sel) for m in methods for j, sel in enumerate(selections) if not (m in single_fit and j > 0)
+              and len(preds[(preds.method == m) & (preds.selection == sel)])]
+    nc = max(1, min(ncols, len(panels))); nr = max(1, -(-len(panels) // nc))
+    fig, axes = plt.subplots(nr, nc, figsize=(3.6 * nc, 3.3 * nr), squeeze=False)
+    for ax, (m, sel) in zip(axes.ravel(), panels):
+        g = preds[(preds.method == m) & (preds.selection == sel)]
+        g0 = g[g.seed == g.seed.min()]
+        lab = single_fit_label if m in single_fit else f'{sel}{" (LEAKY)" if sel in LEAKY else ""}'
+        plot_confusion(g0.label, g0.pred, ax=ax, title=f'{m}\n{lab}, seed {g0.seed.min()}')
+    for ax in axes.ravel()[len(panels):]: fig.delaxes(ax)
     return save_figure(fig, path, dpi=100)
 
 # %% ../nbs/17_report.ipynb #ca5e275a
