@@ -18,7 +18,7 @@ import torch
 from .core import MerError, atomic_write
 from .data import MERDataset
 from .sources import find_dataset, open_dataset
-from .metrics import paired_gain, score_predictions
+from .metrics import compare_arms, score_predictions
 from .htnet import HTNet, PAPER_CONFIG, count_flops, count_params
 from .recipe import Preset, get_method, get_preset
 from .train import SELECTIONS
@@ -26,8 +26,8 @@ from .cv import run_cv
 from .baselines import BASELINES, REFERENCES, USES_FACES, describe_input   # importing registers the baselines
 from .esaat import esaat_records, paper_rule_removal, plot_scores          # importing registers ESAAT
 from .diffusion import DiffusionAugment, fit_records, fold_records, quality_report
-from .report import (DATASET_NAMES, Result, bar_chart, confusion_grid, quality_md, render_aug, render_table, sample_grid,
-                           save_figure, uf1_bars, write_result)
+from .report import (DATASET_NAMES, Result, bar_chart, comparisons_md, confusion_grid, quality_md, render_aug, render_table,
+                           sample_grid, save_figure, uf1_bars, write_result)
 
 # %% auto #0
 __all__ = ['REPORTED', 'NOT_REPORTED', 'NOT_REPORTED_RUN', 'TABLE1_METHODS', 'TABLE1_ORDER', 'SINGLE_FIT', 'SCORE_COLS',
@@ -90,13 +90,41 @@ class Experiment:
                       self.seeds, self.selections if selections is None else selections, model_kw=model_kw, method=method,
                       workers=self.workers if workers is None else workers, progress=self.progress, augment=augment)
 
+    def score(self, preds: pd.DataFrame, by, overall: str = 'composite') -> pd.DataFrame:
+        """Long scores of `preds` grouped `by`: mean ± sd over seeds, and the 95% interval of a cluster bootstrap that
+        resamples subjects (within their source dataset), every seed's predictions of a subject coming along."""
+        return score_predictions(preds.assign(cluster=preds.dataset.astype(str) + '/' + preds.subject.astype(str)), by=list(by),
+                                 n_boot=self.preset.n_boot, overall=overall, cluster='cluster')
+
+    def ensemble(self, preds: pd.DataFrame, by) -> pd.DataFrame:
+        """Scores of the seed ensemble of every group (`run='seed ensemble'`): the mean over seeds of the `last` epoch's
+        class probabilities, then its arg max; empty with one seed. Honest (no test label is read), and labelled as an ensemble."""
+        last = preds[preds.selection == 'last']
+        if last.seed.nunique() < 2: return pd.DataFrame()
+        keys = [*by, 'selection', 'id']
+        ens = last.groupby(keys, sort=False).agg(dataset=('dataset', 'first'), subject=('subject', 'first'), label=('label', 'first'),
+                                                  p0=('p0', 'mean'), p1=('p1', 'mean'), p2=('p2', 'mean')).reset_index()
+        ens = ens.assign(seed=-1, pred=ens[['p0', 'p1', 'p2']].to_numpy().argmax(1))
+        return self.score(ens, [*by, 'selection']).assign(run='seed ensemble', n_seeds=last.seed.nunique())
+
+    def compare(self, res: Result, preds: pd.DataFrame, comparisons: list, name: str = 'comparisons', **kw) -> pd.DataFrame:
+        """The table's family of paired comparisons (`metrics.compare_arms`: composite UF1 under `last`, the primary endpoint;
+        paired over subjects on the same folds and seeds, Holm-corrected across the family), written as `<name>.csv` and
+        appended to the result's Markdown."""
+        c = compare_arms(preds, comparisons, n_boot=self.preset.n_boot, **kw)
+        atomic_write(self.out/f'{name}.csv', c.to_csv(index=False))
+        res.tables[name] = c
+        res.markdown += '\n\n' + comparisons_md(c)
+        return c
+
     def protocol_line(self, ds: MERDataset | None = None, protocol: str | None = None, k: int | None = None) -> str:
         "The protocol, data, preset and seeds of a table, in one sentence."
         ds, protocol, k, p = ds or self.dataset(), protocol or self.protocol, k or self.k, self.preset
         prot = 'leave-one-subject-out' if protocol == 'loso' else f'subject-grouped {k}-fold'
         return (f'**Protocol**: {prot} over {len(set(ds.subjects))} subjects, {len(ds)} samples ({ds.name}); UF1/UAR over the '
                 f'pooled predictions of all folds; preset `{p.name}` ({p.epochs} epochs, lr {p.lr}, batch {p.batch_size}); '
-                f'seeds {list(self.seeds)}; cells: mean ± std over seeds [95% bootstrap interval over samples]. '
+                f'seeds {list(self.seeds)}; cells: mean ± sd over seeds [95% interval resampling subjects: a cluster bootstrap of '
+                f'the pooled predictions]. '
                 f'`best-on-test` picks each fold\'s epoch on its test subject: it is LEAKY, shown only to compare with published numbers.')
 
 # %% ../nbs/18_experiments.ipynb #388e4b01
@@ -139,7 +167,7 @@ SCORE_COLS = ['method', 'selection', 'run', 'protocol', 'dataset', 'metric', 'va
 def _order_table1(scores: pd.DataFrame) -> pd.DataFrame:
     "Rows in Table 1's order: methods as the paper lists them, then ours before reported, then selection."
     mo = {m: i for i, m in enumerate(TABLE1_ORDER)}
-    ro = {'ours': 0, 'reported': 1, NOT_REPORTED_RUN: 2}
+    ro = {'ours': 0, 'seed ensemble': 1, 'reported': 2, NOT_REPORTED_RUN: 3}
     so = {'last': 0, SINGLE_FIT: 0, 'best-on-test': 1, 'as published': 2}
     key = scores.method.map(lambda m: mo.get(m, len(mo))) * 100 + scores.run.map(lambda r: ro.get(r, 3)) * 10 + scores.selection.map(lambda x: so.get(x, 3))
     return scores.assign(_k=key).sort_values('_k', kind='stable').drop(columns='_k').reset_index(drop=True)
@@ -159,7 +187,8 @@ def table1(exp: Experiment, methods=None) -> Result:
         preds.append(exp.run(m, kw, dataset=dm, workers=1 if sk else None))
         inputs[m] = describe_input(m, dm)
     preds = pd.concat(preds, ignore_index=True)
-    scores = score_predictions(preds, by=['method', 'selection'], n_boot=p.n_boot).assign(run='ours', protocol=exp.protocol)
+    scores = exp.score(preds, ['method', 'selection']).assign(run='ours', protocol=exp.protocol)
+    if 'HTNet' in methods: scores = pd.concat([scores, exp.ensemble(preds[preds.method == 'HTNet'], ['method']).assign(protocol=exp.protocol)], ignore_index=True)
     if set(ds.datasets) & {'smic', 'samm', 'casme2'} and exp.protocol == 'loso':
         scores = pd.concat([scores, reported_rows(tuple(_PUBLISHED)), not_reported_rows()], ignore_index=True)
     cols = SCORE_COLS + ['source', 'input']
@@ -177,7 +206,13 @@ def table1(exp: Experiment, methods=None) -> Result:
                      f'`{NOT_REPORTED_RUN}`: ' + '; '.join(f'{m}: {src}' for m, src in NOT_REPORTED.items()) + '.')
     md = '\n\n'.join([render_table(shown, '# Table 1: comparison with the state of the art\n\n' + exp.protocol_line(ds)),
                        '\n'.join(notes[:len(methods) + 1])] + notes[len(methods) + 1:])
-    res = write_result(out, Result('table1', scores, md, preds))
+    res = Result('table1', scores, md, preds)
+    comps = [{'name': f'HTNet vs {m}', 'a': {'method': m}, 'b': {'method': 'HTNet'}} for m in methods if m != 'HTNet' and 'HTNet' in methods]
+    if 'HTNet' in methods and 'best-on-test' in exp.selections:
+        comps.append({'name': 'HTNet: best-on-test (leaky) vs last', 'a': {'method': 'HTNet', 'selection': 'last'},
+                      'b': {'method': 'HTNet', 'selection': 'best-on-test'}, 'selection': None})
+    if comps: exp.compare(res, preds, comps, per_dataset=True)
+    write_result(out, res)
     sels = [s_ for s_ in exp.selections if s_ in set(preds.selection)]
     res.figures['confusion'] = confusion_grid(preds, methods, sels, sk_methods, out/'table1_confusion.png', SINGLE_FIT)
     ours = scores[(scores.run == 'ours') & scores.selection.isin(['last', SINGLE_FIT])]
@@ -234,7 +269,8 @@ def table4(exp: Experiment, configs=('preset', 'attending'), attending: dict | N
             costs.append({'config': cname, 'method': POS_NAMES[pos], **model_cost(model_config(p, **kw))})
     preds = pd.concat(preds, ignore_index=True)
     order = {m: i for i, m in enumerate(POS_NAMES.values())}
-    scores = score_predictions(preds, by=['config', 'method', 'selection'], n_boot=p.n_boot).assign(run='ours', protocol=exp.protocol)
+    scores = exp.score(preds, ['config', 'method', 'selection']).assign(run='ours', protocol=exp.protocol)
+    scores = pd.concat([scores, exp.ensemble(preds, ['config', 'method']).assign(protocol=exp.protocol)], ignore_index=True)
     scores = scores.sort_values(['config', 'method'], key=lambda c: c.map(order) if c.name == 'method' else c.map({n: i for i, n in enumerate(configs)}), kind='stable')
     costs = pd.DataFrame(costs)
     scores = scores.merge(costs, on=['config', 'method'], how='left')
@@ -251,8 +287,12 @@ def table4(exp: Experiment, configs=('preset', 'attending'), attending: dict | N
         parts += [f'## {c}: {labels[c]}',
                   'Parameters: ' + '; '.join(f'{m} {int(r.params):,} ({r.flops / 1e6:.2f} MFLOP)' for m, r in cost.iterrows()),
                   render_table(sc.drop(columns=['config', 'config_label', 'params', 'flops']))]
-    res = write_result(out, Result('table4', scores, '\n\n'.join(parts), preds))
-    bars = scores[scores.selection == scores.selection.iloc[0]]
+    res = Result('table4', scores, '\n\n'.join(parts), preds)
+    exp.compare(res, preds, [{'name': f'{b} vs {a}', 'a': {'method': a}, 'b': {'method': b}} for a, b in
+                             ((POS_NAMES['scalar'], POS_NAMES['lape']), (POS_NAMES['none'], POS_NAMES['lape']), (POS_NAMES['none'], POS_NAMES['scalar']))],
+                by=['config'], per_dataset=True)
+    write_result(out, res)
+    bars = scores[(scores.selection == scores.selection.iloc[0]) & (scores.run == 'ours')]
     res.figures['uf1'] = uf1_bars(bars, out/'table4.png', f'Table 4: UF1 per position term, preset {p.name}, {exp.protocol}, '
                                   f'selection {bars.selection.iloc[0]}', panels='config_label')
     return res
@@ -308,7 +348,8 @@ def table5(exp: Experiment, config: str = 'preset', method: str = 'ESAAT', laten
                      'layers_removed': len(cfg.get('removed', ())), 'removed': str(list(cfg.get('removed', ())))})
     cost = pd.DataFrame(cost)
     cost['param_reduction'] = 1 - cost.params / cost.params.iloc[0]
-    scores = score_predictions(preds, by=['method', 'selection'], n_boot=p.n_boot).assign(run='ours', protocol=exp.protocol)
+    scores = exp.score(preds, ['method', 'selection']).assign(run='ours', protocol=exp.protocol)
+    scores = pd.concat([scores, exp.ensemble(preds, ['method']).assign(protocol=exp.protocol)], ignore_index=True)
     cost_long = cost.melt(id_vars=['method'], value_vars=['params', 'flops', 'cpu_ms_per_sample', 'layers_removed', 'param_reduction'],
                           var_name='metric').assign(dataset='model', run='ours', protocol=exp.protocol, selection='')
     table = pd.concat([scores, cost_long], ignore_index=True).reindex(columns=SCORE_COLS)
@@ -331,7 +372,10 @@ def table5(exp: Experiment, config: str = 'preset', method: str = 'ESAAT', laten
          'samples (the same training, seed and folds, so 100% is expected: fold-parallel training is bit-identical, see '
          '`12_foldpar`; below 100% only when one of the two came from the reference HTNet path or an older run cache).'
          if agree else '')])
-    res = write_result(out, Result(stem, table, md, preds, tables={'cost': cost, 'removed': freq}))
+    res = Result(stem, table, md, preds, tables={'cost': cost, 'removed': freq})
+    exp.compare(res, preds, [{'name': '+ESAAT vs HTNet+LAPE', 'a': {'method': 'HTNet+LAPE'}, 'b': {'method': 'HTNet+LAPE+ESAAT'}}],
+                name='comparisons' if config == 'preset' else f'comparisons_{config}', per_dataset=True)
+    write_result(out, res)
     atomic_write(out/f'{stem}_removed.csv', freq.to_csv(index=False))
     import matplotlib.pyplot as plt
     mean_scores = {k_: float(v) for k_, v in zip(keys, np.nanmean([r['scores'][0] for r in recs], 0))}
@@ -408,14 +452,34 @@ def augmentation_runs(exp: Experiment, methods, augment, dataset: MERDataset | N
 
 # %% ../nbs/18_experiments.ipynb #c289d2d5
 AUG_COLS = ['method', 'augmentation', 'selection', 'run', 'protocol', 'dataset', 'metric', 'value', 'std', 'n_seeds', 'n_samples',
-            'ci_low', 'ci_high', 'p_gain_positive']
+            'ci_low', 'ci_high', 'p', 'p_holm']
 
-def _aug_scores(preds, p, protocol, methods, extra_by=(), overall: str = 'composite') -> pd.DataFrame:
+def _aug_gains(exp: Experiment, preds: pd.DataFrame, methods, extra_by=(), overall: str = 'composite') -> pd.DataFrame:
+    """The paired gain (diffusion - none) per method, selection and dataset, UF1 and UAR, from `compare_arms`: the same
+    samples, folds and seeds, subjects resampled; p (sign-flip permutation over subjects) and Holm's p across the table's
+    gains of one metric (those over all folds; per-fold gains of Table 2 are descriptive, a family of their own)."""
+    rows = []
+    if 'fold' in extra_by:     # per fold only where a fold holds at least 2 subjects (a subject-level statistic needs 2)
+        per = preds[preds.fold != 'all']
+        per = per[per.groupby('fold').subject.transform('nunique') >= 2]
+        scopes = [(('all',), preds[preds.fold == 'all'])] + ([(('per fold',), per)] if len(per) else [])
+    else: scopes = [((), preds)]
+    for scope, part in scopes:
+        for metric in ('UF1', 'UAR'):
+            comps = [{'name': m, 'a': {'method': m, 'augmentation': 'none'}, 'b': {'method': m, 'augmentation': 'diffusion'}, 'selection': s}
+                     for m in methods for s in exp.selections if s in set(part.selection)]
+            c = compare_arms(part, comps, by=[e for e in extra_by if scope != ('all',)], metric=metric, per_dataset=True,
+                             n_boot=exp.preset.n_boot, overall=overall)
+            rows.append(c.rename(columns={'comparison': 'method', 'diff': 'value'}).assign(fold='all') if scope == ('all',) else
+                        c.rename(columns={'comparison': 'method', 'diff': 'value'}))
+    g = pd.concat(rows, ignore_index=True)
+    return g.assign(augmentation='gain (diffusion - none)', run='paired gain', std=np.nan)
+
+def _aug_scores(exp: Experiment, preds, protocol, methods, extra_by=(), overall: str = 'composite') -> pd.DataFrame:
     "Scores of both arms and the paired gain, long format, rows ordered method -> selection -> (none, diffusion, gain)."
     by = ['method', 'augmentation', 'selection', *extra_by]
-    sc = score_predictions(preds, by=by, n_boot=p.n_boot, overall=overall).assign(run='ours')
-    gain = paired_gain(preds, by=['method', 'selection', *extra_by], n_boot=p.n_boot, overall=overall).assign(augmentation='gain (diffusion - none)', run='paired gain')
-    s = pd.concat([sc, gain], ignore_index=True).assign(protocol=protocol)
+    sc = exp.score(preds, by, overall=overall).assign(run='ours')
+    s = pd.concat([sc, _aug_gains(exp, preds, methods, extra_by, overall)], ignore_index=True).assign(protocol=protocol)
     order_m = {m: i for i, m in enumerate(methods)}
     order_a = {'none': 0, 'diffusion': 1, 'gain (diffusion - none)': 2}
     order_s = {'last': 0, 'inner-val': 1, 'best-on-test': 2}
@@ -424,13 +488,13 @@ def _aug_scores(preds, p, protocol, methods, extra_by=(), overall: str = 'compos
     return s.reset_index(drop=True)
 
 def _aug_summary(scores: pd.DataFrame, datasets=('composite', 'casme3')) -> str:
-    "One sentence per method: the paired gain under honest selection (`last`)."
+    "One sentence per method: the paired gain under honest selection (`last`), resolved or not after Holm's correction."
     g = scores[(scores.run == 'paired gain') & (scores.selection == 'last') & scores.dataset.isin(datasets)]
     out = []
     for r in g[g.metric == 'UF1'].itertuples():
-        verdict = ('helped' if r.ci_low > 0 else 'hurt' if r.ci_high < 0 else 'made no difference we can resolve')
+        verdict = ('not resolved' if r.p_holm >= 0.05 else 'augmentation helped' if r.value > 0 else 'augmentation hurt')
         out.append(f'{r.method}, `last`, {DATASET_NAMES.get(r.dataset, r.dataset)}: UF1 gain {r.value:+.4f} '
-                   f'[{r.ci_low:+.3f}, {r.ci_high:+.3f}], P(gain > 0) = {r.p_gain_positive:.2f}: augmentation {verdict}.')
+                   f'[{r.ci_low:+.3f}, {r.ci_high:+.3f}], p = {r.p:.3f}, Holm p = {r.p_holm:.3f}: {verdict}.')
     return ' '.join(out)
 
 def _aug_line(aug: DiffusionAugment, cache, seeds, folds) -> tuple[str, pd.DataFrame]:
@@ -492,7 +556,7 @@ def _aug_result(exp: Experiment, name: str, title: str, ds: MERDataset, preds: p
                 data_line: str = '', extra_by=(), folds=None) -> Result:
     "Shared part of Tables 2 and 3: scores with paired gains, the augmentation's line, generator quality, samples and bars."
     overall = 'casme3' if set(ds.datasets) == {'casme3'} else 'composite'
-    scores = _aug_scores(preds, exp.preset, protocol, methods, extra_by, overall)
+    scores = _aug_scores(exp, preds, protocol, methods, extra_by, overall)
     cache = exp.runs/'diffusion'
     line, fits = _aug_line(aug, cache, exp.seeds, set(preds.fold) if folds is None else folds)
     x = get_method(AUG_VARIANTS[methods[0]][0]).inputs(ds)
@@ -505,7 +569,7 @@ def _aug_result(exp: Experiment, name: str, title: str, ds: MERDataset, preds: p
     res.figures['uf1'] = uf1_bars(bars.assign(panel=bars.method, method=bars.augmentation), exp.out/f'{name}.png',
                                   f'{title}, preset {exp.preset.name}, {protocol}, selection {bars.selection.iloc[0]}', panels='panel')
     res.markdown = '\n\n'.join([f'# {title}', *([data_line] if data_line else []), exp.protocol_line(ds, protocol, k), line,
-                                '**Finding** (paired bootstrap over samples, 95%): ' + _aug_summary(scores[scores.fold == 'all'] if 'fold' in scores else scores)])
+                                '**Finding** (the paired gain, subjects resampled, 95%; sign-flip permutation p over subjects, Holm-corrected): ' + _aug_summary(scores[scores.fold == 'all'] if 'fold' in scores else scores)])
     return res
 
 def table3(exp: Experiment, methods=AUG_METHODS, diffusion: dict | None = None) -> Result:

@@ -16,7 +16,7 @@ from .core import CLASSES, MerError
 
 # %% auto #0
 __all__ = ['LABELS', 'METRICS', 'uf1', 'uar', 'bootstrap_ci', 'cluster_bootstrap_ci', 'score_predictions', 'paired_comparison',
-           'holm', 'compare_arms', 'paired_gain', 'plot_confusion']
+           'holm', 'compare_arms', 'plot_confusion']
 
 # %% ../nbs/07_metrics.ipynb #facf7708
 LABELS = list(range(len(CLASSES)))
@@ -137,8 +137,9 @@ def score_predictions(preds: pd.DataFrame, by=('method',), n_boot: int = 1000, o
             p = wide.to_numpy().T.astype(int)  # (seeds, n)
             for mname, fn in METRICS.items():
                 vals = [fn(y, ps) for ps in p]
-                lo, hi = (bootstrap_ci(y, p, mname, n_boot=n_boot) if cluster is None else
-                          cluster_bootstrap_ci(y, p, meta[cluster].to_numpy(), mname, n_boot=n_boot))
+                if cluster is None: lo, hi = bootstrap_ci(y, p, mname, n_boot=n_boot)
+                elif meta[cluster].nunique() < 2: lo, hi = np.nan, np.nan        # one subject: no subject-level interval
+                else: lo, hi = cluster_bootstrap_ci(y, p, meta[cluster].to_numpy(), mname, n_boot=n_boot)
                 rows.append({**dict(zip(by, key)), 'dataset': dname, 'metric': mname, 'value': float(np.mean(vals)),
                              'std': float(np.std(vals, ddof=1)) if len(vals) > 1 else np.nan, 'n_seeds': len(vals),
                              'n_samples': len(y), 'ci_low': lo, 'ci_high': hi})
@@ -261,32 +262,6 @@ def compare_arms(preds: pd.DataFrame, comparisons, by=(), metric: str = 'UF1', s
     out.insert(out.columns.get_loc('p') + 1, 'p_holm', holm(out['p'].to_numpy()))
     out['verdict'] = np.where(out['p_holm'] >= 0.05, 'not resolved', np.where(out['diff'] > 0, 'b better', 'a better'))
     return out
-
-# %% ../nbs/07_metrics.ipynb #37b28721
-def paired_gain(preds: pd.DataFrame, by=('method', 'selection'), n_boot: int = 1000, seed: int = 0, overall: str = 'composite') -> pd.DataFrame:
-    "Per group and dataset: metric(diffusion) - metric(none) on the same samples and seeds, paired bootstrap interval, P(gain > 0)."
-    rows = []
-    for key, g in preds.groupby(list(by), sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        parts = [(overall, g)] + ([(d, gd) for d, gd in g.groupby('dataset', sort=True)] if g['dataset'].nunique() > 1 else [])
-        for dname, gd in parts:
-            a = gd[gd.augmentation == 'none'].pivot_table(index='id', columns='seed', values='pred', aggfunc='first')
-            b = gd[gd.augmentation == 'diffusion'].pivot_table(index='id', columns='seed', values='pred', aggfunc='first')
-            if a.empty or b.empty: continue
-            if not (a.index.equals(b.index.sort_values()) or set(a.index) == set(b.index)) or set(a.columns) != set(b.columns):
-                raise MerError(f'paired_gain {key}: the runs with and without augmentation cover different samples or seeds')
-            b = b.reindex(index=a.index, columns=a.columns)
-            y = gd.drop_duplicates('id').set_index('id').loc[a.index, 'label'].to_numpy().astype(int)
-            pa, pb = a.to_numpy().T.astype(int), b.to_numpy().T.astype(int)
-            idx = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
-            for mname, fn in METRICS.items():
-                d = np.array([fn(y, q) - fn(y, r) for q, r in zip(pb, pa)])
-                boot = _boot_stats(y, pb, idx, mname) - _boot_stats(y, pa, idx, mname)
-                lo, hi = np.quantile(boot, [0.025, 0.975])
-                rows.append({**dict(zip(by, key)), 'dataset': dname, 'metric': mname, 'value': float(d.mean()),
-                             'std': float(d.std(ddof=1)) if len(d) > 1 else np.nan, 'n_seeds': len(d), 'n_samples': len(y),
-                             'ci_low': float(lo), 'ci_high': float(hi), 'p_gain_positive': float((boot > 0).mean())})
-    return pd.DataFrame(rows)
 
 # %% ../nbs/07_metrics.ipynb #4f16c8ae
 def plot_confusion(y_true, y_pred, ax=None, title: str = '', normalize: bool = True):

@@ -16,8 +16,8 @@ from .metrics import plot_confusion
 from .train import LEAKY
 
 # %% auto #0
-__all__ = ['DATASET_NAMES', 'render_table', 'bar_chart', 'chance_line', 'save_figure', 'uf1_bars', 'confusion_grid', 'render_aug',
-           'quality_md', 'sample_grid', 'Result', 'write_result']
+__all__ = ['DATASET_NAMES', 'COMPARISONS_NOTE', 'render_table', 'bar_chart', 'chance_line', 'save_figure', 'uf1_bars',
+           'confusion_grid', 'render_aug', 'quality_md', 'sample_grid', 'comparisons_md', 'Result', 'write_result']
 
 # %% ../nbs/17_report.ipynb #392ef9c0
 DATASET_NAMES = {'composite': 'Composite', 'smic': 'SMIC', 'samm': 'SAMM', 'casme2': 'CASME II', 'synthetic': 'Synthetic',
@@ -142,6 +142,24 @@ def sample_grid(real: dict, generated: dict, path, title: str, n: int = 6) -> Pa
             axes[row, 0].set_title(f'{CLASSES[c]}: {what}', fontsize=8, loc='left')
     fig.suptitle(title, fontsize=8)
     return save_figure(fig, path)
+
+# %% ../nbs/17_report.ipynb #ee1f983d
+COMPARISONS_NOTE = ('**Comparisons** (paired over subjects on the same folds and seeds; b - a of UF1 under `last`, the primary '
+                    'endpoint, on all samples and per source dataset; 95% interval: paired cluster bootstrap over subjects; p: sign-flip '
+                    'permutation test over subjects; Holm: corrected across this table\'s comparisons; "not resolved": Holm p >= 0.05; '
+                    'agreement: share of samples and seeds where the two arms predict the same class).')
+
+def comparisons_md(c: pd.DataFrame, note: str = COMPARISONS_NOTE) -> str:
+    "A family of comparisons (`metrics.compare_arms`) as Markdown, after the note saying how to read it."
+    if c.empty: return ''
+    by = [k for k in c.columns if k not in ('comparison', 'a', 'b', 'selection', 'dataset', 'metric', 'value_a', 'value_b', 'diff', 'ci_low',
+                                            'ci_high', 'p', 'p_holm', 'n_subjects', 'n_samples', 'n_seeds', 'agreement', 'verdict')]
+    t = pd.DataFrame({**{k: c[k] for k in by}, 'comparison (b vs a)': c.comparison, 'selection': c.selection.fillna('as named'),
+                      'data': c.dataset.map(lambda d: DATASET_NAMES.get(d, d)), 'a': c.value_a.map('{:.4f}'.format),
+                      'b': c.value_b.map('{:.4f}'.format), 'b - a [95%]': [f'{d:+.4f} [{lo:+.3f}, {hi:+.3f}]' for d, lo, hi in zip(c['diff'], c.ci_low, c.ci_high)],
+                      'p': c.p.map('{:.3f}'.format), 'Holm p': c.p_holm.map('{:.3f}'.format), 'verdict': c.verdict,
+                      'agreement': c.agreement.map('{:.0%}'.format), 'subjects': c.n_subjects, 'seeds': c.n_seeds})
+    return note + '\n\n' + t.to_markdown(index=False)
 
 # %% ../nbs/17_report.ipynb #47a24208
 @dataclass
