@@ -153,12 +153,13 @@ def _fit_job(job: dict) -> dict:
 
 @_one_thread
 def _fit_group(jobs: list) -> list:
-    "Train several folds (same seed, regime and model) as one batched computation (`mer_nb.foldpar`) and write their records."
+    "Train several folds (same regime and model, any seeds) as one batched computation (`mer_nb.foldpar`) and write their records."
     if len(jobs) == 1: return [_fit_job(jobs[0])]
     t0 = time.time()
     prepared = [_prepare_job(j) for j in jobs]
     j0 = jobs[0]
-    out = train_folds([(xt, yt, ev) for xt, yt, ev, _ in prepared], j0['preset'], j0['seed'], j0['device'], j0['model_kw'], j0['method'])
+    out = train_folds([(xt, yt, ev) for xt, yt, ev, _ in prepared], j0['preset'], [j['seed'] for j in jobs], j0['device'],
+                      j0['model_kw'], j0['method'])
     sec = (time.time() - t0) / len(jobs)
     return [_write_job(j, {**rec, 'fold_batch': np.int64(len(jobs))}, logs, losses, sec)
             for j, (_, _, _, rec), (logs, losses) in zip(jobs, prepared, out)]
@@ -277,7 +278,8 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
            fold_batch: int | str | None = None) -> pd.DataFrame:
     """Train every fold x seed (resuming from `out`) and return the test predictions of every selection mode.
     `fold_batch`: folds trained together as one batched computation (`mer_nb.foldpar`; an int, or 'auto' from the
-    device and its free memory; default `$MER_NB_FOLD_BATCH`, else 'auto'). Each fold's record is bit for bit the one
+    device and its free memory; default `$MER_NB_FOLD_BATCH`, else 'auto'; a group may mix seeds of one regime). Each
+    fold's record is bit for bit the one
     it gets trained alone, so this only sets the speed.
     Methods with a `post_train` step, scikit-learn methods and models with buffers or dropout always run one fold at a time.
     A corrupt record found in `out` is named, moved aside (`<name>.corrupt`) and trained again.
@@ -314,9 +316,9 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
     if done and jobs and progress: print(f'resuming: {len(done)} of {len(paths)} fold runs already on disk')
     fb = _fold_batch(fold_batch, jobs, workers * world, device)    # 'auto' leaves every rank and worker a share
     groups = [[j] for j in jobs]
-    if fb > 1:    # same seed and regime per group, `fb` folds each; similar training-set sizes together (same batch counts)
+    if fb > 1:    # same regime per group, any seeds, `fb` jobs each; similar training-set sizes together (same batch counts)
         by = {}
-        for j in sorted(jobs, key=lambda j: -len(j['train'])): by.setdefault((j['seed'], j['regime']), []).append(j)
+        for j in sorted(jobs, key=lambda j: -len(j['train'])): by.setdefault(j['regime'], []).append(j)
         groups = [g[i:i + fb] for g in by.values() for i in range(0, len(g), fb)]
     bar = tqdm(total=len(jobs), desc=f'{method} {protocol} folds' + (f' ({fb} at a time)' if fb > 1 else ''), disable=not progress or not jobs)
     if workers > 1 and len(groups) > 1 and device == 'cpu':

@@ -5,6 +5,7 @@
 # %% ../nbs/12_foldpar.ipynb #8cc661c1
 from __future__ import annotations
 
+import copy
 import ctypes
 import hashlib
 import json
@@ -346,22 +347,43 @@ def _step_groups(n: list, i: int, bs: int) -> list:
         if i < k: by.setdefault(min(bs, k - i), []).append(f)
     return sorted(by.items(), reverse=True)
 
-def train_folds(data: list, preset: Preset, seed: int = 0, device: str = 'cpu', model_kw: dict | None = None,
-                method='HTNet') -> list:
-    """Train one model per entry of `data` = [(x_train, y_train, evals), ...] as one batched computation. Returns
-    [(logs, losses), ...], for each entry exactly what `train_fold(x_train, y_train, evals, preset, seed, ...)` returns
-    besides the model: per-epoch logits of every evaluation set and the per-epoch training loss."""
+def _seeds(seed, G: int) -> list:
+    "One seed per entry: an int for all, or a sequence of G ints."
+    seeds = [seed] * G if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    if len(seeds) != G: raise MerError(f'train_folds: {len(seeds)} seeds for {G} entries')
+    return seeds
+
+def _initial(preset: Preset, spec, model_kw: dict | None, seeds: list, device):
+    """The architecture (the model of the first seed) and {seed: its freshly built model}, each built right after
+    `seed_everything(seed)`, as `train_fold(seed=seed)` builds it."""
+    models = {}
+    for s in dict.fromkeys(seeds):
+        seed_everything(s)
+        models[s] = build_model(preset, spec, **(model_kw or {})).to(device)
+    return models[seeds[0]], models
+
+def train_folds(data: list, preset: Preset, seed=0, device: str = 'cpu', model_kw: dict | None = None,
+                method='HTNet', return_models: bool = False) -> list:
+    """Train one model per entry of `data` = [(x_train, y_train, evals), ...] as one batched computation. `seed`: one
+    seed for all entries, or one per entry (folds of several seeds in one computation). Returns [(logs, losses), ...],
+    for entry i exactly what `train_fold(x_train, y_train, evals, preset, seed_i, ...)` returns besides the model:
+    per-epoch logits of every evaluation set and the per-epoch training loss. `return_models=True`: [(logs, losses,
+    model), ...], each model a module of its own holding that entry's trained weights, in eval mode, as `train_fold`
+    returns it (for a `post_train` step)."""
     G = len(data)
     if not G: return []
+    seeds = _seeds(seed, G)
     names = list(data[0][2])
     for i, (_, _, ev) in enumerate(data):
         if list(ev) != names: raise MerError(f'train_folds: entry {i} has evaluation sets {list(ev)}, entry 0 has {names}')
-    seed_everything(seed)
     spec = get_method(method) if isinstance(method, str) else method
-    base = build_model(preset, spec, **(model_kw or {})).to(device)
+    base, init = _initial(preset, spec, model_kw, seeds, device)
     why = can_batch(base)
     if why: raise MerError(f'fold-parallel training: {type(base).__name__} cannot be batched: {why}')
     S = _Flat(base, G, device)
+    for f, s in enumerate(seeds):      # each entry starts from its own seed's initial weights
+        if s != seeds[0]:
+            for v, q in zip(S.views(S.p[f:f + 1]).values(), init[s].parameters()): v[0].copy_(q.detach())
     bs, E = preset.batch_size, preset.epochs
     X = [patch_tokens(torch.as_tensor(x, dtype=torch.float32, device=device), base.patch_size) for x, _, _ in data]   # laid out once
     Y = [torch.as_tensor(y, dtype=torch.long, device=device) for _, y, _ in data]
@@ -372,7 +394,7 @@ def train_folds(data: list, preset: Preset, seed: int = 0, device: str = 'cpu', 
         by = {}
         for f in range(G): by.setdefault(len(EV[f][k]), []).append(f)
         scored += [(k, fs, torch.stack([EV[f][k] for f in fs])) for size, fs in by.items() if size]
-    gens = [torch.Generator().manual_seed(seed) for _ in range(G)]       # each fold's own shuffling, as in train_fold
+    gens = [torch.Generator().manual_seed(s) for s in seeds]           # each fold's own shuffling, as in train_fold
     logs = [{k: np.zeros((E, len(ev[k]), 3), np.float32) for k in names} for _, _, ev in data]
     losses = np.zeros((G, E), np.float32)
     steps = np.zeros(G)
@@ -400,7 +422,15 @@ def train_folds(data: list, preset: Preset, seed: int = 0, device: str = 'cpu', 
             for k, fs, v in scored:
                 out = forward_folds(base, S.views(_rows(S.p, fs, *_span(fs, device))), v, tokens=True).float().cpu().numpy()
                 for f, o in zip(fs, out): logs[f][k][ep] = o
-    return [(logs[f], losses[f]) for f in range(G)]
+    if not return_models: return [(logs[f], losses[f]) for f in range(G)]
+    return [(logs[f], losses[f], _model_of(S, f, init[seeds[f]])) for f in range(G)]
+
+def _model_of(S: _Flat, f: int, model: nn.Module) -> nn.Module:
+    "A copy of `model` (of the same architecture) holding fold f's trained weights, in eval mode, as `train_fold` leaves it."
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for v, q in zip(S.views(S.p[f:f + 1]).values(), model.parameters()): q.copy_(v[0])
+    return model.eval()
 
 # %% ../nbs/12_foldpar.ipynb #426d4300
 CPU_FOLD_BATCH = 8      # on the CPU, at most this many folds per batched computation (cache-bound beyond)

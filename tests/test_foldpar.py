@@ -112,3 +112,24 @@ def test_compiled_adam_is_used_where_it_can_be_built():
     if not torch.backends.mkl.is_available(): pytest.skip('this torch has no MKL')
     if os.environ.get('MER_NB_FUSED_ADAM') == '0': pytest.skip('switched off by MER_NB_FUSED_ADAM=0')
     assert FP.fused_adam() is not None, FP._FUSED['why']
+
+
+def test_run_cv_seeds_batched_equals_one_at_a_time(toy_dataset, tmp_path, monkeypatch):
+    """Fold x seed groups: three seeds' folds mixed in one batched computation give every record, bit for bit, what
+    each (fold, seed) gets trained alone."""
+    monkeypatch.delenv('MER_NB_FOLD_BATCH', raising=False)
+    seq = CV.run_cv(toy_dataset, PRESET, tmp_path / 'seq', seeds=(0, 1, 2), fold_batch=1, progress=False)
+    par = CV.run_cv(toy_dataset, PRESET, tmp_path / 'par', seeds=(0, 1, 2), fold_batch=8, progress=False)  # 18 jobs: 8, 8, 2
+    pd.testing.assert_frame_equal(seq, par, check_exact=True)
+    rs = {p.relative_to(tmp_path / 'seq'): p for p in (tmp_path / 'seq').rglob('*.npz')}
+    assert len(rs) == 18
+    sizes = []
+    for rel, p in rs.items():
+        with np.load(p) as a, np.load(tmp_path / 'par' / rel) as b:
+            assert 'fold_batch' not in a.files
+            sizes.append(int(b['fold_batch']))
+            assert sorted(a.files) == sorted(set(b.files) - {'fold_batch'})
+            for k in a.files:
+                if k != 'seconds': np.testing.assert_array_equal(b[k], a[k], err_msg=f'{rel}: {k}')
+    assert sorted(sizes) == [2] * 2 + [8] * 16
+    assert not np.array_equal(seq[seq.seed == 0].p0, seq[seq.seed == 1].p0)      # the seeds do differ
