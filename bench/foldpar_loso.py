@@ -3,25 +3,49 @@
     python bench/foldpar_loso.py --data ../shared/data/megc2019_composite            # all 68 folds, 2 workers
     python bench/foldpar_loso.py --folds 8 --workers 1                                # a first look
     python bench/foldpar_loso.py --data ... --workers 1 --baseline reference          # one at a time on the reference HTNet path
+    python bench/foldpar_loso.py --data ... --folds 6 --seeds 0,1,2                   # fold x seed groups against per-seed groups
+    python bench/foldpar_loso.py --data ... --folds 6 --seeds 0,1 --method ESAAT --model-kw '{"pos_emb": "lape"}'
 
-Trains every fold twice into a temporary folder (nothing is resumed from earlier runs) and prints the wall time of
-each, their ratio, how many fold records have bit-identical per-epoch test logits and training losses, how many
-test predictions agree, and the UF1 of each under the `last` selection. Not a test.
+Trains every fold (x seed) once per arm into a temporary folder (nothing is resumed from earlier runs) and prints
+the wall time of each arm, its ratio to one fold at a time, how many fold records are bit-identical to one fold at
+a time's (every array but the timing: per-epoch test logits, training losses, indices, a post_train step's
+results), how many test predictions agree, and the UF1 of each under the `last` selection. The arms: one fold at
+a time; with several seeds, fold-parallel with one `run_cv` per seed (groups within a seed, as before fold x seed
+groups); fold-parallel over all seeds at once (groups mixing seeds). A method with a `post_train` step (ESAAT)
+ran one fold at a time before; now its training is fold-parallel and the step runs per fold. Not a test.
 """
 import argparse
+import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+
+def _same(a: Path, b: Path) -> tuple[int, int, set]:
+    "(records under `b` whose arrays all equal those under `a`, records, the fold_batch values seen under `b`)."
+    same, n, fbs = 0, 0, set()
+    for p in sorted(a.rglob('*.npz')):
+        with np.load(p) as r1, np.load(b / p.relative_to(a)) as r2:
+            n += 1
+            keys = set(r1.files) - {'seconds', 'fold_batch'}
+            same += keys == set(r2.files) - {'seconds', 'fold_batch'} and all(np.array_equal(r1[k], r2[k]) for k in keys)
+            fbs.add(int(r2['fold_batch']) if 'fold_batch' in r2.files else 1)
+    return same, n, fbs
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--data', default=None, help='composite folder (default: the embedded synthetic set)')
     ap.add_argument('--preset', default='quick')
+    ap.add_argument('--epochs', type=int, default=None, help="override the preset's epochs (a shorter benchmark)")
     ap.add_argument('--folds', type=int, default=None, help='only the first N subjects as test folds (default: all)')
+    ap.add_argument('--seeds', default='0', help='comma-separated seeds (default: 0)')
+    ap.add_argument('--method', default='HTNet', help='a registered torch method (HTNet, ESAAT, ...)')
+    ap.add_argument('--model-kw', default=None, help='model keyword arguments as JSON, e.g. \'{"pos_emb": "lape"}\'')
     ap.add_argument('--workers', type=int, default=2)
     ap.add_argument('--fold-batch', default='auto')
     ap.add_argument('--baseline', choices=['fast', 'reference'], default='fast',
@@ -34,38 +58,44 @@ def main(argv=None):
     import mer_nb.htnet as H
     import mer_nb.recipe as R
     import mer_nb.cv as CV
+    import mer_nb.esaat  # noqa: F401  (registers ESAAT)
+    import mer_nb.baselines  # noqa: F401  (registers the baselines)
     from mer_nb.sources import open_dataset
     from mer_nb.metrics import uf1
+    seeds = tuple(int(s) for s in a.seeds.split(','))
+    model_kw = json.loads(a.model_kw) if a.model_kw else None
     ds = open_dataset(a.data, R.get_preset(a.preset).synthetic, kinds=('synthetic', 'composite'))
     if a.folds:      # keep every subject for training, test only on the first N folds' subjects
         keep = set(sorted(set(ds.subjects.astype(str)))[:a.folds])
         orig = CV.make_folds
         CV.make_folds = lambda subjects, *args, **kw: [f for f in orig(subjects, *args, **kw) if f[0][4:] in keep]
-    pre = R.get_preset(a.preset)
+    pre = R.get_preset(a.preset, **({'epochs': a.epochs} if a.epochs else {}))
+    arms = [('one at a time', 1, False)]
+    if len(seeds) > 1: arms.append(('fold-parallel, one run_cv per seed', a.fold_batch, True))
+    arms.append(('fold-parallel' + (', fold x seed groups' if len(seeds) > 1 else ''), a.fold_batch, False))
     out = {}
     with tempfile.TemporaryDirectory() as d:
-        for name, fb in (('one at a time', 1), ('fold-parallel', a.fold_batch)):
-            ref = name == 'one at a time' and a.baseline == 'reference'
+        for i, (name, fb, per_seed) in enumerate(arms):
+            ref = i == 0 and a.baseline == 'reference'
             H.set_fast_path(not ref)    # HTNets built from now on in this process (the --workers 1 run) take this path
+            kw = dict(selections=('last',), workers=a.workers, fold_batch=fb, progress=False, device='cpu', method=a.method, model_kw=model_kw)
             t = time.perf_counter()
-            pr = CV.run_cv(ds, pre, f'{d}/{fb}', selections=('last',), workers=a.workers, fold_batch=fb, progress=False, device='cpu')
-            out[name] = (time.perf_counter() - t, pr)
+            pr = [CV.run_cv(ds, pre, f'{d}/{i}', seeds=ss, **kw) for ss in ([(s,) for s in seeds] if per_seed else [seeds])]
+            out[name] = (time.perf_counter() - t, pd.concat(pr, ignore_index=True))
             H.set_fast_path(True)
-        same, n_rec, fb_used = 0, 0, set()
-        for p in sorted(Path(d, '1').rglob('*.npz')):
-            q = Path(d, str(a.fold_batch), p.relative_to(Path(d, '1')))
-            with np.load(p) as r1, np.load(q) as r2:
-                n_rec += 1
-                same += np.array_equal(r1['test_logits'], r2['test_logits']) and np.array_equal(r1['train_loss'], r2['train_loss'])
-                fb_used.add(int(r2['fold_batch']) if 'fold_batch' in r2 else 1)
-    (ts, ps), (tp, pp) = out['one at a time'], out['fold-parallel']
-    n_folds = ps.fold.nunique()
-    print(f'{a.preset} preset, {n_folds} LOSO folds of {ds.name} ({len(ps)} test samples), {a.workers} worker(s), 1 thread each')
-    print(f'  one at a time ({a.baseline} HTNet): {ts:7.1f} s   UF1 {uf1(ps.label, ps.pred):.4f}')
-    print(f'  fold-parallel ({a.fold_batch}, {"/".join(map(str, sorted(fb_used)))} folds per group): {tp:7.1f} s   UF1 {uf1(pp.label, pp.pred):.4f}')
+        checks = {name: _same(Path(d, '0'), Path(d, str(i))) for i, (name, _, _) in enumerate(arms)}
+    ts, ps = out['one at a time']
+    print(f'{pre.name} preset ({pre.epochs} epochs), {a.method}{" " + json.dumps(model_kw) if model_kw else ""}, '
+          f'{ps.fold.nunique()} LOSO folds x {len(seeds)} seed(s) of {ds.name} ({len(ps)} test predictions), '
+          f'{a.workers} worker(s), 1 thread each')
+    for name, _, _ in arms:
+        t, p = out[name]
+        same, n, fbs = checks[name]
+        print(f'  {name:38s} {t:7.1f} s  {ts / t:5.2f}x   UF1 {uf1(p.label, p.pred):.4f}   groups of {"/".join(map(str, sorted(fbs)))}   '
+              f'predictions agreeing {np.mean(ps.pred.to_numpy() == p.pred.to_numpy()):.1%}   records bit-identical {same} of {n}')
+    if len(seeds) > 1:
+        print(f'  fold x seed groups against one run_cv per seed: {out[arms[1][0]][0] / out[arms[2][0]][0]:.2f}x')
     print(f"  fold-parallel Adam: {'the compiled one-pass kernel' if FP.fused_adam() else 'torch operations (' + FP._FUSED['why'] + ')'}")
-    print(f'  speed-up {ts / tp:.2f}x   predictions agreeing {np.mean(ps.pred.to_numpy() == pp.pred.to_numpy()):.1%}   '
-          f'fold records bit-identical (every epoch\'s test logits and loss) {same} of {n_rec}')
 
 
 if __name__ == '__main__':
