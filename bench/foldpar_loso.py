@@ -7,12 +7,18 @@
     python bench/foldpar_loso.py --data ... --folds 6 --seeds 0,1 --method ESAAT --model-kw '{"pos_emb": "lape"}'
 
 Trains every fold (x seed) once per arm into a temporary folder (nothing is resumed from earlier runs) and prints
-the wall time of each arm, its ratio to one fold at a time, how many fold records are bit-identical to one fold at
-a time's (every array but the timing: per-epoch test logits, training losses, indices, a post_train step's
-results), how many test predictions agree, and the UF1 of each under the `last` selection. The arms: one fold at
-a time; with several seeds, fold-parallel with one `run_cv` per seed (groups within a seed, as before fold x seed
-groups); fold-parallel over all seeds at once (groups mixing seeds). A method with a `post_train` step (ESAAT)
-ran one fold at a time before; now its training is fold-parallel and the step runs per fold. Not a test.
+the wall time of each arm, its ratio to the first, how many fold records are bit-identical to the first arm's
+(every array but the timing: per-epoch test logits, training losses, indices, a post_train step's results), how
+many test predictions agree, and the UF1 of each under the `last` selection. The arms:
+
+- one fold at a time with `torch.optim.Adam` (the compiled kernel switched off: `run_cv` as before issue 16);
+- for a model that cannot be batched (the trained baselines): one fold at a time with `foldpar.fast_adam`, the
+  same Adam in one compiled pass (what `run_cv` does now);
+- with several seeds: fold-parallel with one `run_cv` per seed (groups within a seed, as before fold x seed groups);
+- fold-parallel over all seeds at once (groups mixing seeds). A method with a `post_train` step (ESAAT) ran one
+  fold at a time before; now its training is fold-parallel and the step runs per fold.
+
+Not a test.
 """
 import argparse
 import json
@@ -22,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import pandas as pd
 
 
@@ -44,8 +51,8 @@ def main(argv=None):
     ap.add_argument('--epochs', type=int, default=None, help="override the preset's epochs (a shorter benchmark)")
     ap.add_argument('--folds', type=int, default=None, help='only the first N subjects as test folds (default: all)')
     ap.add_argument('--seeds', default='0', help='comma-separated seeds (default: 0)')
-    ap.add_argument('--method', default='HTNet', help='a registered torch method (HTNet, ESAAT, ...)')
-    ap.add_argument('--model-kw', default=None, help='model keyword arguments as JSON, e.g. \'{"pos_emb": "lape"}\'')
+    ap.add_argument('--method', default='HTNet', help='registered torch methods, comma-separated (HTNet, ESAAT, STSTNet, ...)')
+    ap.add_argument('--model-kw', default=None, help='HTNet/ESAAT keyword arguments as JSON, e.g. \'{"pos_emb": "lape"}\'')
     ap.add_argument('--workers', type=int, default=2)
     ap.add_argument('--fold-batch', default='auto')
     ap.add_argument('--baseline', choices=['fast', 'reference'], default='fast',
@@ -70,22 +77,47 @@ def main(argv=None):
         orig = CV.make_folds
         CV.make_folds = lambda subjects, *args, **kw: [f for f in orig(subjects, *args, **kw) if f[0][4:] in keep]
     pre = R.get_preset(a.preset, **({'epochs': a.epochs} if a.epochs else {}))
-    arms = [('one at a time', 1, False)]
-    if len(seeds) > 1: arms.append(('fold-parallel, one run_cv per seed', a.fold_batch, True))
-    arms.append(('fold-parallel' + (', fold x seed groups' if len(seeds) > 1 else ''), a.fold_batch, False))
+    methods = a.method.split(',')
+    _warm_up(CV, ds, pre, methods, model_kw)
+    for m in methods:
+        _bench(a, FP, H, R, CV, uf1, ds, pre, seeds, m, model_kw if m in ('HTNet', 'ESAAT') else None)
+
+
+def _warm_up(CV, ds, pre, methods, model_kw):
+    "One tiny training per method in this process first, so that the first arm does not pay one-time costs alone (--workers 1)."
+    from dataclasses import replace
+    import mer_nb.recipe as R
+    from mer_nb.train import train_fold
+    for m in methods:
+        x = R.get_method(m).inputs(ds)[:64]
+        train_fold(x, ds.labels[:64], {'test': x[:8]}, replace(pre, epochs=1), device='cpu', method=m,
+                   model_kw=model_kw if m in ('HTNet', 'ESAAT') else None)
+
+
+def _bench(a, FP, H, R, CV, uf1, ds, pre, seeds, method, model_kw):
+    with torch.device('meta'): batchable = FP.can_batch(R.build_model(pre, method, **(model_kw or {}))) is None
+    arms = [('one at a time, torch Adam', 1, False)]      # (name, fold_batch, one run_cv per seed)
+    if not batchable: arms.append(('one at a time, one-pass Adam', 1, False))
+    else:
+        if len(seeds) > 1: arms.append(('fold-parallel, one run_cv per seed', a.fold_batch, True))
+        arms.append(('fold-parallel' + (', fold x seed groups' if len(seeds) > 1 else ''), a.fold_batch, False))
     out = {}
     with tempfile.TemporaryDirectory() as d:
         for i, (name, fb, per_seed) in enumerate(arms):
             ref = i == 0 and a.baseline == 'reference'
             H.set_fast_path(not ref)    # HTNets built from now on in this process (the --workers 1 run) take this path
-            kw = dict(selections=('last',), workers=a.workers, fold_batch=fb, progress=False, device='cpu', method=a.method, model_kw=model_kw)
+            if i == 0: os.environ['MER_NB_FUSED_ADAM'] = '0'      # read by fused_adam() in this process and in the workers
+            FP._FUSED.clear()
+            kw = dict(selections=('last',), workers=a.workers, fold_batch=fb, progress=False, device='cpu', method=method, model_kw=model_kw)
             t = time.perf_counter()
             pr = [CV.run_cv(ds, pre, f'{d}/{i}', seeds=ss, **kw) for ss in ([(s,) for s in seeds] if per_seed else [seeds])]
             out[name] = (time.perf_counter() - t, pd.concat(pr, ignore_index=True))
             H.set_fast_path(True)
+            os.environ.pop('MER_NB_FUSED_ADAM', None)
+            FP._FUSED.clear()
         checks = {name: _same(Path(d, '0'), Path(d, str(i))) for i, (name, _, _) in enumerate(arms)}
-    ts, ps = out['one at a time']
-    print(f'{pre.name} preset ({pre.epochs} epochs), {a.method}{" " + json.dumps(model_kw) if model_kw else ""}, '
+    ts, ps = out[arms[0][0]]
+    print(f'{pre.name} preset ({pre.epochs} epochs), {method}{" " + json.dumps(model_kw) if model_kw else ""}, '
           f'{ps.fold.nunique()} LOSO folds x {len(seeds)} seed(s) of {ds.name} ({len(ps)} test predictions), '
           f'{a.workers} worker(s), 1 thread each')
     for name, _, _ in arms:
@@ -93,9 +125,9 @@ def main(argv=None):
         same, n, fbs = checks[name]
         print(f'  {name:38s} {t:7.1f} s  {ts / t:5.2f}x   UF1 {uf1(p.label, p.pred):.4f}   groups of {"/".join(map(str, sorted(fbs)))}   '
               f'predictions agreeing {np.mean(ps.pred.to_numpy() == p.pred.to_numpy()):.1%}   records bit-identical {same} of {n}')
-    if len(seeds) > 1:
+    if len(arms) == 3:
         print(f'  fold x seed groups against one run_cv per seed: {out[arms[1][0]][0] / out[arms[2][0]][0]:.2f}x')
-    print(f"  fold-parallel Adam: {'the compiled one-pass kernel' if FP.fused_adam() else 'torch operations (' + FP._FUSED['why'] + ')'}")
+    print(f"  compiled one-pass Adam (after the first arm): {'in use' if FP.fused_adam() else 'not used (' + FP._FUSED['why'] + ')'}")
 
 
 if __name__ == '__main__':

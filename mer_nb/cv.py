@@ -30,7 +30,7 @@ from .core import MerError, MerWarning, atomic_write, check_inside, default_devi
 from .data import MERDataset
 from .recipe import METHODS, Preset, build_model, get_method, get_preset
 from .train import SELECTIONS, select_epoch, train_fold
-from .foldpar import auto_fold_batch, can_batch, train_folds
+from .foldpar import auto_fold_batch, can_batch, fast_adam, train_folds
 
 # %% auto #0
 __all__ = ['check_no_leak', 'make_folds', 'run_key', 'shard', 'record_paths', 'run_cv', 'collect_predictions']
@@ -144,7 +144,7 @@ def _fit_job(job: dict) -> dict:
         losses = np.zeros(1, np.float32)
     else:
         logs, losses, model = train_fold(xt, yt, evals, job['preset'], job['seed'], job['device'], job['model_kw'],
-                                         job['progress'], m)
+                                         job['progress'], m, optimizer=fast_adam)     # torch's Adam, in one pass
         logs, losses = _post_train(job, model, xt, yt, evals, rec, logs, losses)
     return _write_job(job, rec, logs, losses, time.time() - t0)
 

@@ -31,7 +31,7 @@ from .recipe import Preset, class_weights, build_model, get_method
 
 # %% auto #0
 __all__ = ['CPU_FOLD_BATCH', 'can_batch', 'forward_folds', 'adam_source', 'unsafe_dir', 'kernel_dirs', 'fused_adam',
-           'train_folds', 'fold_bytes', 'free_bytes', 'auto_fold_batch']
+           'OnePassAdam', 'fast_adam', 'train_folds', 'fold_bytes', 'free_bytes', 'auto_fold_batch']
 
 # %% ../nbs/12_foldpar.ipynb #ddecc41a
 def can_batch(model: nn.Module) -> str | None:
@@ -329,6 +329,34 @@ def _adam_step(S: _Flat, p, m1, m2, grads, steps: np.ndarray, lr: float, wd: flo
     for t, col, n, cl in zip(grads, S.offsets, S.sizes, S.cl):
         t = (t.permute(0, 1, 3, 4, 2) if cl else t).contiguous()        # the stored layout: a view of autograd's tensor
         _kernel(fn, p, t, m1, m2, int(col), n, args)
+
+# %% ../nbs/12_foldpar.ipynb #0a55ad02
+class OnePassAdam(torch.optim.Optimizer):
+    """`torch.optim.Adam(params, lr, weight_decay=...)` stepping each parameter tensor with one call of the compiled
+    kernel (`fused_adam()`, which must exist): the same numbers. For contiguous float32 CPU parameters."""
+    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, betas=betas, eps=eps))
+        self._fn = fused_adam()
+        if self._fn is None: raise MerError(f"OnePassAdam: no compiled Adam here ({_FUSED['why']})")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for grp in self.param_groups:
+            args = {}                                   # the kernel's per-step arguments, by step count
+            for p in grp['params']:
+                if p.grad is None: continue
+                st = self.state[p]
+                if not st: st.update(step=0, m1=torch.zeros(1, p.numel()), m2=torch.zeros(1, p.numel()))
+                st['step'] += 1
+                if st['step'] not in args:
+                    args[st['step']] = _kernel_args(np.array([float(st['step'])]), grp['lr'], grp['weight_decay'], *grp['betas'], grp['eps'])
+                _kernel(self._fn, p.view(1, -1), p.grad.reshape(1, -1).contiguous(), st['m1'], st['m2'], 0, p.numel(), args[st['step']])
+
+def fast_adam(params, lr: float = 1e-3, weight_decay: float = 0.0):
+    "`OnePassAdam` where the compiled kernel is in use and every parameter is a contiguous float32 CPU tensor, else `torch.optim.Adam`."
+    params = list(params)
+    ok = fused_adam() is not None and all(p.device.type == 'cpu' and p.dtype == torch.float32 and p.is_contiguous() for p in params)
+    return (OnePassAdam if ok else torch.optim.Adam)(params, lr=lr, weight_decay=weight_decay)
 
 # %% ../nbs/12_foldpar.ipynb #1bcd615c
 def _span(fs: list, device):

@@ -164,3 +164,39 @@ def test_esaat_base_training_batched_equals_one_at_a_time(toy_dataset, tmp_path,
     assert _same_records(tmp_path / 'seq', tmp_path / 'par') == [2] * 2 + [5] * 10
     with np.load(next((tmp_path / 'par').rglob('*.npz'))) as r:
         assert 'post_removed' in r.files and len(r['post_removed']) and r['test_logits'].shape[0] == 2
+
+
+@pytest.mark.parametrize('method, model_kw', [('STSTNet', None), ('OFF-ApexNet', None), ('MobileViT', None), ('HTNet', dict(attention='agent'))])
+def test_one_pass_adam_bit_identical_to_torch_adam(toy_dataset, method, model_kw):
+    """The models run_cv trains one fold at a time (batch norm, dropout, agent attention) step with foldpar.fast_adam:
+    every epoch's logits, the losses and the trained weights equal torch.optim.Adam's bit for bit."""
+    import mer_nb.baselines  # noqa: F401
+    import mer_nb.foldpar as FP
+    if FP.fused_adam() is None: pytest.skip(f"no compiled Adam here: {FP._FUSED['why']}")
+    x = R.get_method(method).inputs(toy_dataset).astype(np.float32)
+    y = toy_dataset.labels
+    pre = R.get_preset('smoke', epochs=2, batch_size=16, weight_decay=1e-4)
+    ref = T.train_fold(x[:40], y[:40], {'test': x[40:]}, pre, seed=1, device='cpu', method=method, model_kw=model_kw)
+    one = T.train_fold(x[:40], y[:40], {'test': x[40:]}, pre, seed=1, device='cpu', method=method, model_kw=model_kw, optimizer=FP.fast_adam)
+    assert isinstance(FP.fast_adam(one[2].parameters()), FP.OnePassAdam)
+    np.testing.assert_array_equal(one[0]['test'], ref[0]['test'])
+    np.testing.assert_array_equal(one[1], ref[1])
+    for (k, p), q in zip(one[2].named_parameters(), ref[2].parameters()):
+        assert torch.equal(p, q), k
+
+
+def test_run_cv_baseline_records_unchanged_by_one_pass_adam(toy_dataset, tmp_path, monkeypatch):
+    "run_cv's one-fold-at-a-time records (STSTNet, two seeds) are bit for bit those of torch.optim.Adam (the kernel switched off)."
+    import mer_nb.baselines  # noqa: F401
+    import mer_nb.foldpar as FP
+    if FP.fused_adam() is None: pytest.skip(f"no compiled Adam here: {FP._FUSED['why']}")
+    kw = dict(method='STSTNet', seeds=(0, 1), workers=1, progress=False)
+    CV.run_cv(toy_dataset, PRESET, tmp_path / 'par', **kw)
+    monkeypatch.setattr(FP, '_FUSED', {'fn': None, 'why': 'switched off by this test'})
+    CV.run_cv(toy_dataset, PRESET, tmp_path / 'seq', **kw)
+    recs = list((tmp_path / 'par').rglob('*.npz'))
+    assert len(recs) == 12
+    for p in recs:
+        with np.load(p) as a, np.load(tmp_path / 'seq' / p.relative_to(tmp_path / 'par')) as b:
+            assert sorted(a.files) == sorted(b.files) and 'fold_batch' not in a.files
+            for k in set(a.files) - {'seconds'}: np.testing.assert_array_equal(a[k], b[k], err_msg=f'{p.name}: {k}')
