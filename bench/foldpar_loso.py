@@ -5,9 +5,12 @@
     python bench/foldpar_loso.py --data ... --workers 1 --baseline reference          # one at a time on the reference HTNet path
     python bench/foldpar_loso.py --data ... --folds 6 --seeds 0,1,2                   # fold x seed groups against per-seed groups
     python bench/foldpar_loso.py --data ... --folds 6 --seeds 0,1 --method ESAAT --model-kw '{"pos_emb": "lape"}'
+    python bench/foldpar_loso.py --data ... --folds 4 --seeds 0,1 --epochs 20 --model-kw '{"pos_emb": "lape"}' \\
+        --method HTNet,ESAAT,STSTNet,OFF-ApexNet,MobileViT                       # everything issue 16 changed, one run
 
 Trains every fold (x seed) once per arm into a temporary folder (nothing is resumed from earlier runs) and prints
-the wall time of each arm, its ratio to the first, how many fold records are bit-identical to the first arm's
+the wall time and the core-seconds (CPU time of the process and its workers, the steadier measure on a busy
+machine) of each arm, their ratios to the first arm's, how many fold records are bit-identical to the first arm's
 (every array but the timing: per-epoch test logits, training losses, indices, a post_train step's results), how
 many test predictions agree, and the UF1 of each under the `last` selection. The arms:
 
@@ -23,6 +26,7 @@ Not a test.
 import argparse
 import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +46,11 @@ def _same(a: Path, b: Path) -> tuple[int, int, set]:
             same += keys == set(r2.files) - {'seconds', 'fold_batch'} and all(np.array_equal(r1[k], r2[k]) for k in keys)
             fbs.add(int(r2['fold_batch']) if 'fold_batch' in r2.files else 1)
     return same, n, fbs
+
+
+def _cpu() -> float:
+    "CPU seconds (user + system) of this process and of its finished children (the worker processes of finished pools)."
+    return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for f in ('ru_utime', 'ru_stime'))
 
 
 def main(argv=None):
@@ -109,24 +118,25 @@ def _bench(a, FP, H, R, CV, uf1, ds, pre, seeds, method, model_kw):
             if i == 0: os.environ['MER_NB_FUSED_ADAM'] = '0'      # read by fused_adam() in this process and in the workers
             FP._FUSED.clear()
             kw = dict(selections=('last',), workers=a.workers, fold_batch=fb, progress=False, device='cpu', method=method, model_kw=model_kw)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu()
             pr = [CV.run_cv(ds, pre, f'{d}/{i}', seeds=ss, **kw) for ss in ([(s,) for s in seeds] if per_seed else [seeds])]
-            out[name] = (time.perf_counter() - t, pd.concat(pr, ignore_index=True))
+            out[name] = (time.perf_counter() - t, pd.concat(pr, ignore_index=True), _cpu() - c)
             H.set_fast_path(True)
             os.environ.pop('MER_NB_FUSED_ADAM', None)
             FP._FUSED.clear()
         checks = {name: _same(Path(d, '0'), Path(d, str(i))) for i, (name, _, _) in enumerate(arms)}
-    ts, ps = out[arms[0][0]]
+    ts, ps, cs = out[arms[0][0]]
     print(f'{pre.name} preset ({pre.epochs} epochs), {method}{" " + json.dumps(model_kw) if model_kw else ""}, '
           f'{ps.fold.nunique()} LOSO folds x {len(seeds)} seed(s) of {ds.name} ({len(ps)} test predictions), '
           f'{a.workers} worker(s), 1 thread each')
     for name, _, _ in arms:
-        t, p = out[name]
+        t, p, c = out[name]
         same, n, fbs = checks[name]
-        print(f'  {name:38s} {t:7.1f} s  {ts / t:5.2f}x   UF1 {uf1(p.label, p.pred):.4f}   groups of {"/".join(map(str, sorted(fbs)))}   '
+        print(f'  {name:38s} {t:7.1f} s wall {ts / t:5.2f}x   {c:7.1f} core-s {cs / c:5.2f}x   UF1 {uf1(p.label, p.pred):.4f}   groups of {"/".join(map(str, sorted(fbs)))}   '
               f'predictions agreeing {np.mean(ps.pred.to_numpy() == p.pred.to_numpy()):.1%}   records bit-identical {same} of {n}')
     if len(arms) == 3:
-        print(f'  fold x seed groups against one run_cv per seed: {out[arms[1][0]][0] / out[arms[2][0]][0]:.2f}x')
+        (t1, _, c1), (t2, _, c2) = out[arms[1][0]], out[arms[2][0]]
+        print(f'  fold x seed groups against one run_cv per seed: {t1 / t2:.2f}x wall, {c1 / c2:.2f}x core-seconds')
     print(f"  compiled one-pass Adam (after the first arm): {'in use' if FP.fused_adam() else 'not used (' + FP._FUSED['why'] + ')'}")
 
 
