@@ -30,7 +30,7 @@ from .core import MerError, MerWarning, atomic_write, check_inside, default_devi
 from .data import MERDataset
 from .recipe import METHODS, Preset, build_model, get_method, get_preset
 from .train import SELECTIONS, select_epoch, train_fold
-from .foldpar import auto_fold_batch, can_batch, train_folds
+from .foldpar import auto_fold_batch, can_batch, fast_adam, train_folds
 
 # %% auto #0
 __all__ = ['check_no_leak', 'make_folds', 'run_key', 'shard', 'record_paths', 'run_cv', 'collect_predictions']
@@ -144,24 +144,39 @@ def _fit_job(job: dict) -> dict:
         losses = np.zeros(1, np.float32)
     else:
         logs, losses, model = train_fold(xt, yt, evals, job['preset'], job['seed'], job['device'], job['model_kw'],
-                                         job['progress'], m)
-        if m.post_train is not None:   # sees the training samples only; the evaluation sets just get logged
-            logs, losses, extra = m.post_train(model, xt, yt, evals, job['preset'], job['seed'], job['device'],
-                                               job['progress'], logs, losses)
-            rec.update({f'post_{k}': np.asarray(v) for k, v in extra.items()})
+                                         job['progress'], m, optimizer=fast_adam)     # torch's Adam, in one pass
+        logs, losses = _post_train(job, model, xt, yt, evals, rec, logs, losses)
     return _write_job(job, rec, logs, losses, time.time() - t0)
+
+def _post_train(job: dict, model, xt, yt, evals, rec: dict, logs, losses):
+    """The method's `post_train` step, if it has one, on the fold's trained `model`: it sees the training samples only
+    (the evaluation sets just get logged); its extras go into `rec` as `post_*`. Returns the logs and losses to record."""
+    m = job['method']
+    if m.post_train is None: return logs, losses
+    logs, losses, extra = m.post_train(model, xt, yt, evals, job['preset'], job['seed'], job['device'], job['progress'], logs, losses)
+    rec.update({f'post_{k}': np.asarray(v) for k, v in extra.items()})
+    return logs, losses
 
 @_one_thread
 def _fit_group(jobs: list) -> list:
-    "Train several folds (same seed, regime and model) as one batched computation (`mer_nb.foldpar`) and write their records."
+    """Train several folds (same regime and model, any seeds) as one batched computation (`mer_nb.foldpar`) and write
+    their records. A method's `post_train` step then runs on each fold's trained model, one fold at a time; a record's
+    `seconds` is its share of the batched training plus its own step."""
     if len(jobs) == 1: return [_fit_job(jobs[0])]
     t0 = time.time()
     prepared = [_prepare_job(j) for j in jobs]
     j0 = jobs[0]
-    out = train_folds([(xt, yt, ev) for xt, yt, ev, _ in prepared], j0['preset'], j0['seed'], j0['device'], j0['model_kw'], j0['method'])
+    post = j0['method'].post_train is not None
+    out = train_folds([(xt, yt, ev) for xt, yt, ev, _ in prepared], j0['preset'], [j['seed'] for j in jobs], j0['device'],
+                      j0['model_kw'], j0['method'], return_models=post)
     sec = (time.time() - t0) / len(jobs)
-    return [_write_job(j, {**rec, 'fold_batch': np.int64(len(jobs))}, logs, losses, sec)
-            for j, (_, _, _, rec), (logs, losses) in zip(jobs, prepared, out)]
+    done = []
+    for j, (xt, yt, ev, rec), (logs, losses, *model) in zip(jobs, prepared, out):
+        t1 = time.time()
+        rec = {**rec, 'fold_batch': np.int64(len(jobs))}
+        if post: logs, losses = _post_train(j, model[0], xt, yt, ev, rec, logs, losses)
+        done.append(_write_job(j, rec, logs, losses, sec + time.time() - t1))
+    return done
 
 _PR_SET_PDEATHSIG = 1   # linux/prctl.h
 
@@ -186,7 +201,7 @@ def _fold_batch(fold_batch, jobs: list, workers: int, device: str) -> int:
     if fold_batch is None: fold_batch = os.environ.get('MER_NB_FOLD_BATCH') or 'auto'
     if fold_batch in (1, '1') or not jobs: return 1
     m = jobs[0]['method']
-    if m.kind != 'torch' or m.post_train is not None: return 1
+    if m.kind != 'torch': return 1
     if fold_batch == 'auto': return auto_fold_batch(jobs[0]['preset'], len(jobs), workers, device, m, jobs[0]['model_kw'])
     try: fb = int(fold_batch)
     except ValueError: raise MerError(f"fold_batch must be a positive integer or 'auto', not {fold_batch!r}") from None
@@ -277,9 +292,10 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
            fold_batch: int | str | None = None) -> pd.DataFrame:
     """Train every fold x seed (resuming from `out`) and return the test predictions of every selection mode.
     `fold_batch`: folds trained together as one batched computation (`mer_nb.foldpar`; an int, or 'auto' from the
-    device and its free memory; default `$MER_NB_FOLD_BATCH`, else 'auto'). Each fold's record is bit for bit the one
-    it gets trained alone, so this only sets the speed.
-    Methods with a `post_train` step, scikit-learn methods and models with buffers or dropout always run one fold at a time.
+    device and its free memory; default `$MER_NB_FOLD_BATCH`, else 'auto'; a group may mix seeds of one regime). Each
+    fold's record is bit for bit the one it gets trained alone, so this only sets the speed.
+    A method's `post_train` step (ESAAT) runs fold by fold on models trained fold-parallel; scikit-learn methods and
+    models with buffers or dropout always run one fold at a time.
     A corrupt record found in `out` is named, moved aside (`<name>.corrupt`) and trained again.
     Under `torchrun` ($RANK, $WORLD_SIZE) every rank deals out *all* the folds the same way (`_share`), trains those of
     its share not yet in `out` (which all ranks must share), then waits for the others' -- at most
@@ -314,9 +330,9 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
     if done and jobs and progress: print(f'resuming: {len(done)} of {len(paths)} fold runs already on disk')
     fb = _fold_batch(fold_batch, jobs, workers * world, device)    # 'auto' leaves every rank and worker a share
     groups = [[j] for j in jobs]
-    if fb > 1:    # same seed and regime per group, `fb` folds each; similar training-set sizes together (same batch counts)
+    if fb > 1:    # same regime per group, any seeds, `fb` jobs each; similar training-set sizes together (same batch counts)
         by = {}
-        for j in sorted(jobs, key=lambda j: -len(j['train'])): by.setdefault((j['seed'], j['regime']), []).append(j)
+        for j in sorted(jobs, key=lambda j: -len(j['train'])): by.setdefault(j['regime'], []).append(j)
         groups = [g[i:i + fb] for g in by.values() for i in range(0, len(g), fb)]
     bar = tqdm(total=len(jobs), desc=f'{method} {protocol} folds' + (f' ({fb} at a time)' if fb > 1 else ''), disable=not progress or not jobs)
     if workers > 1 and len(groups) > 1 and device == 'cpu':

@@ -18,6 +18,7 @@ from .agent import load_softmax_weights
 from .htnet import HTNet, count_params, from_blocks, reference_path
 from .recipe import Method, register_method
 from .train import train_fold
+from .foldpar import fast_adam
 from .cv import record_paths
 
 # %% auto #0
@@ -221,7 +222,8 @@ class ESAAT:
         pruned, removed, steps = greedy_removal(model, x, self.target, self.mode, self.k, self.agent_num, self.min_per_level)
         agent = to_agent(pruned, self.agent_num)
         ft = replace(preset, epochs=max(1, round(self.finetune * preset.epochs)))
-        ft_logs, ft_losses, agent = train_fold(x_train, y_train, evals, ft, seed, device, progress=progress, model=agent)
+        ft_logs, ft_losses, agent = train_fold(x_train, y_train, evals, ft, seed, device, progress=progress, model=agent,
+                                               optimizer=fast_adam)
         keys = list(model.attention_layers())
         extra = dict(removed=np.array(removed, dtype=np.int64).reshape(-1, 2), layer_keys=np.array(keys, dtype=np.int64).reshape(-1, 2),
                      scores=np.array([[s.get(key, np.nan) for key in keys] for s in steps]), params_before=n0,

@@ -5,6 +5,7 @@
 # %% ../nbs/12_foldpar.ipynb #8cc661c1
 from __future__ import annotations
 
+import copy
 import ctypes
 import hashlib
 import json
@@ -30,7 +31,7 @@ from .recipe import Preset, class_weights, build_model, get_method
 
 # %% auto #0
 __all__ = ['CPU_FOLD_BATCH', 'can_batch', 'forward_folds', 'adam_source', 'unsafe_dir', 'kernel_dirs', 'fused_adam',
-           'train_folds', 'fold_bytes', 'free_bytes', 'auto_fold_batch']
+           'OnePassAdam', 'fast_adam', 'train_folds', 'fold_bytes', 'free_bytes', 'auto_fold_batch']
 
 # %% ../nbs/12_foldpar.ipynb #ddecc41a
 def can_batch(model: nn.Module) -> str | None:
@@ -329,6 +330,34 @@ def _adam_step(S: _Flat, p, m1, m2, grads, steps: np.ndarray, lr: float, wd: flo
         t = (t.permute(0, 1, 3, 4, 2) if cl else t).contiguous()        # the stored layout: a view of autograd's tensor
         _kernel(fn, p, t, m1, m2, int(col), n, args)
 
+# %% ../nbs/12_foldpar.ipynb #0a55ad02
+class OnePassAdam(torch.optim.Optimizer):
+    """`torch.optim.Adam(params, lr, weight_decay=...)` stepping each parameter tensor with one call of the compiled
+    kernel (`fused_adam()`, which must exist): the same numbers. For contiguous float32 CPU parameters."""
+    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, betas=betas, eps=eps))
+        self._fn = fused_adam()
+        if self._fn is None: raise MerError(f"OnePassAdam: no compiled Adam here ({_FUSED['why']})")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for grp in self.param_groups:
+            args = {}                                   # the kernel's per-step arguments, by step count
+            for p in grp['params']:
+                if p.grad is None: continue
+                st = self.state[p]
+                if not st: st.update(step=0, m1=torch.zeros(1, p.numel()), m2=torch.zeros(1, p.numel()))
+                st['step'] += 1
+                if st['step'] not in args:
+                    args[st['step']] = _kernel_args(np.array([float(st['step'])]), grp['lr'], grp['weight_decay'], *grp['betas'], grp['eps'])
+                _kernel(self._fn, p.view(1, -1), p.grad.reshape(1, -1).contiguous(), st['m1'], st['m2'], 0, p.numel(), args[st['step']])
+
+def fast_adam(params, lr: float = 1e-3, weight_decay: float = 0.0):
+    "`OnePassAdam` where the compiled kernel is in use and every parameter is a contiguous float32 CPU tensor, else `torch.optim.Adam`."
+    params = list(params)
+    ok = fused_adam() is not None and all(p.device.type == 'cpu' and p.dtype == torch.float32 and p.is_contiguous() for p in params)
+    return (OnePassAdam if ok else torch.optim.Adam)(params, lr=lr, weight_decay=weight_decay)
+
 # %% ../nbs/12_foldpar.ipynb #1bcd615c
 def _span(fs: list, device):
     "(True, None) when the folds `fs` are consecutive rows, else (False, their index tensor)."
@@ -346,22 +375,43 @@ def _step_groups(n: list, i: int, bs: int) -> list:
         if i < k: by.setdefault(min(bs, k - i), []).append(f)
     return sorted(by.items(), reverse=True)
 
-def train_folds(data: list, preset: Preset, seed: int = 0, device: str = 'cpu', model_kw: dict | None = None,
-                method='HTNet') -> list:
-    """Train one model per entry of `data` = [(x_train, y_train, evals), ...] as one batched computation. Returns
-    [(logs, losses), ...], for each entry exactly what `train_fold(x_train, y_train, evals, preset, seed, ...)` returns
-    besides the model: per-epoch logits of every evaluation set and the per-epoch training loss."""
+def _seeds(seed, G: int) -> list:
+    "One seed per entry: an int for all, or a sequence of G ints."
+    seeds = [seed] * G if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    if len(seeds) != G: raise MerError(f'train_folds: {len(seeds)} seeds for {G} entries')
+    return seeds
+
+def _initial(preset: Preset, spec, model_kw: dict | None, seeds: list, device):
+    """The architecture (the model of the first seed) and {seed: its freshly built model}, each built right after
+    `seed_everything(seed)`, as `train_fold(seed=seed)` builds it."""
+    models = {}
+    for s in dict.fromkeys(seeds):
+        seed_everything(s)
+        models[s] = build_model(preset, spec, **(model_kw or {})).to(device)
+    return models[seeds[0]], models
+
+def train_folds(data: list, preset: Preset, seed=0, device: str = 'cpu', model_kw: dict | None = None,
+                method='HTNet', return_models: bool = False) -> list:
+    """Train one model per entry of `data` = [(x_train, y_train, evals), ...] as one batched computation. `seed`: one
+    seed for all entries, or one per entry (folds of several seeds in one computation). Returns [(logs, losses), ...],
+    for entry i exactly what `train_fold(x_train, y_train, evals, preset, seed_i, ...)` returns besides the model:
+    per-epoch logits of every evaluation set and the per-epoch training loss. `return_models=True`: [(logs, losses,
+    model), ...], each model a module of its own holding that entry's trained weights, in eval mode, as `train_fold`
+    returns it (for a `post_train` step)."""
     G = len(data)
     if not G: return []
+    seeds = _seeds(seed, G)
     names = list(data[0][2])
     for i, (_, _, ev) in enumerate(data):
         if list(ev) != names: raise MerError(f'train_folds: entry {i} has evaluation sets {list(ev)}, entry 0 has {names}')
-    seed_everything(seed)
     spec = get_method(method) if isinstance(method, str) else method
-    base = build_model(preset, spec, **(model_kw or {})).to(device)
+    base, init = _initial(preset, spec, model_kw, seeds, device)
     why = can_batch(base)
     if why: raise MerError(f'fold-parallel training: {type(base).__name__} cannot be batched: {why}')
     S = _Flat(base, G, device)
+    for f, s in enumerate(seeds):      # each entry starts from its own seed's initial weights
+        if s != seeds[0]:
+            for v, q in zip(S.views(S.p[f:f + 1]).values(), init[s].parameters()): v[0].copy_(q.detach())
     bs, E = preset.batch_size, preset.epochs
     X = [patch_tokens(torch.as_tensor(x, dtype=torch.float32, device=device), base.patch_size) for x, _, _ in data]   # laid out once
     Y = [torch.as_tensor(y, dtype=torch.long, device=device) for _, y, _ in data]
@@ -372,7 +422,7 @@ def train_folds(data: list, preset: Preset, seed: int = 0, device: str = 'cpu', 
         by = {}
         for f in range(G): by.setdefault(len(EV[f][k]), []).append(f)
         scored += [(k, fs, torch.stack([EV[f][k] for f in fs])) for size, fs in by.items() if size]
-    gens = [torch.Generator().manual_seed(seed) for _ in range(G)]       # each fold's own shuffling, as in train_fold
+    gens = [torch.Generator().manual_seed(s) for s in seeds]           # each fold's own shuffling, as in train_fold
     logs = [{k: np.zeros((E, len(ev[k]), 3), np.float32) for k in names} for _, _, ev in data]
     losses = np.zeros((G, E), np.float32)
     steps = np.zeros(G)
@@ -400,7 +450,15 @@ def train_folds(data: list, preset: Preset, seed: int = 0, device: str = 'cpu', 
             for k, fs, v in scored:
                 out = forward_folds(base, S.views(_rows(S.p, fs, *_span(fs, device))), v, tokens=True).float().cpu().numpy()
                 for f, o in zip(fs, out): logs[f][k][ep] = o
-    return [(logs[f], losses[f]) for f in range(G)]
+    if not return_models: return [(logs[f], losses[f]) for f in range(G)]
+    return [(logs[f], losses[f], _model_of(S, f, init[seeds[f]])) for f in range(G)]
+
+def _model_of(S: _Flat, f: int, model: nn.Module) -> nn.Module:
+    "A copy of `model` (of the same architecture) holding fold f's trained weights, in eval mode, as `train_fold` leaves it."
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for v, q in zip(S.views(S.p[f:f + 1]).values(), model.parameters()): q.copy_(v[0])
+    return model.eval()
 
 # %% ../nbs/12_foldpar.ipynb #426d4300
 CPU_FOLD_BATCH = 8      # on the CPU, at most this many folds per batched computation (cache-bound beyond)

@@ -20,12 +20,14 @@ __all__ = ['SELECTIONS', 'LEAKY', 'train_fold', 'select_epoch']
 # %% ../nbs/11_train.ipynb #093b242e
 def train_fold(x_train: np.ndarray, y_train: np.ndarray, evals: dict, preset: Preset, seed: int = 0,
                device: str | None = None, model_kw: dict | None = None, progress: bool = False, method: str | Method = 'HTNet',
-               model=None):
-    "Train one model (a fresh one, or `model` when given, e.g. to fine-tune); returns ({eval name: (epochs, n, 3) logits per epoch}, per-epoch train loss, model)."
+               model=None, optimizer=None):
+    """Train one model (a fresh one, or `model` when given, e.g. to fine-tune); returns ({eval name: (epochs, n, 3)
+    logits per epoch}, per-epoch train loss, model). `optimizer(params, lr=, weight_decay=)`: what steps the weights,
+    by default `torch.optim.Adam` (`foldpar.fast_adam` is the same Adam in one compiled pass, with the same numbers)."""
     device = device or default_device()
     seed_everything(seed)
     model = (build_model(preset, method, **(model_kw or {})) if model is None else model).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
+    opt = (optimizer or torch.optim.Adam)(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
     X = torch.as_tensor(x_train, dtype=torch.float32, device=device)
     Y = torch.as_tensor(y_train, dtype=torch.long, device=device)
     E = {k: torch.as_tensor(v, dtype=torch.float32, device=device) for k, v in evals.items()}

@@ -112,3 +112,91 @@ def test_compiled_adam_is_used_where_it_can_be_built():
     if not torch.backends.mkl.is_available(): pytest.skip('this torch has no MKL')
     if os.environ.get('MER_NB_FUSED_ADAM') == '0': pytest.skip('switched off by MER_NB_FUSED_ADAM=0')
     assert FP.fused_adam() is not None, FP._FUSED['why']
+
+
+
+def _same_records(seq, par) -> list:
+    """Every fold record under `par` equals the one under `seq` bit for bit, array by array (all but `seconds` and
+    `fold_batch`, which only the fold-parallel record has); returns the fold_batch of each."""
+    rs = {p.relative_to(seq): p for p in seq.rglob('*.npz')}
+    assert rs and sorted(rs) == sorted(p.relative_to(par) for p in par.rglob('*.npz'))
+    sizes = []
+    for rel, p in rs.items():
+        with np.load(p) as a, np.load(par / rel) as b:
+            assert 'fold_batch' not in a.files
+            sizes.append(int(b['fold_batch']))
+            assert sorted(a.files) == sorted(set(b.files) - {'fold_batch'})
+            for k in a.files:
+                if k != 'seconds': np.testing.assert_array_equal(b[k], a[k], err_msg=f'{rel}: {k}')
+    return sorted(sizes)
+
+
+def test_run_cv_seeds_batched_equals_one_at_a_time(toy_dataset, tmp_path, monkeypatch):
+    """Fold x seed groups: three seeds' folds mixed in one batched computation give every record, bit for bit, what
+    each (fold, seed) gets trained alone."""
+    monkeypatch.delenv('MER_NB_FOLD_BATCH', raising=False)
+    seq = CV.run_cv(toy_dataset, PRESET, tmp_path / 'seq', seeds=(0, 1, 2), fold_batch=1, progress=False)
+    par = CV.run_cv(toy_dataset, PRESET, tmp_path / 'par', seeds=(0, 1, 2), fold_batch=8, progress=False)  # 18 jobs: 8, 8, 2
+    pd.testing.assert_frame_equal(seq, par, check_exact=True)
+    assert _same_records(tmp_path / 'seq', tmp_path / 'par') == [2] * 2 + [8] * 16
+    assert not np.array_equal(seq[seq.seed == 0].p0, seq[seq.seed == 1].p0)      # the seeds do differ
+
+
+def test_esaat_base_training_batched_equals_one_at_a_time(toy_dataset, tmp_path, monkeypatch):
+    """ESAAT: the HTNet+LAPE training before its post_train step runs fold-parallel (two seeds' folds mixed), then
+    each fold's scoring, pruning, agent attention and fine-tuning on its own model: every record (fine-tuned logits,
+    removed sub-layers, scores, parameter counts, the base model's last logits) equals one fold at a time's bit for bit."""
+    import mer_nb.esaat as E
+    from mer_nb.data import model_input
+    from mer_nb.htnet import HTNet
+    monkeypatch.delenv('MER_NB_FOLD_BATCH', raising=False)
+    R.register_method('ESAAT-fp', R.Method(HTNet, model_input, 'torch', True, post_train=E.ESAAT(target=0.05, k=4, finetune=0.5)))
+    try:
+        pre = R.get_preset('smoke', model=dict(image_size=28, patch_size=7, dim=8, heads=2, num_hierarchies=2, block_repeats=(2, 2)),
+                           epochs=4, lr=3e-3)
+        kw = dict(method='ESAAT-fp', model_kw=dict(pos_emb='lape'), seeds=(0, 1), progress=False)
+        assert CV._fold_batch('auto', [dict(method=R.get_method('ESAAT-fp'), preset=pre, model_kw=kw['model_kw'])] * 12, 1, 'cpu') > 1
+        seq = CV.run_cv(toy_dataset, pre, tmp_path / 'seq', fold_batch=1, **kw)
+        par = CV.run_cv(toy_dataset, pre, tmp_path / 'par', fold_batch=5, **kw)       # 12 jobs: 5, 5, 2
+    finally:
+        del R.METHODS['ESAAT-fp']
+    pd.testing.assert_frame_equal(seq, par, check_exact=True)
+    assert _same_records(tmp_path / 'seq', tmp_path / 'par') == [2] * 2 + [5] * 10
+    with np.load(next((tmp_path / 'par').rglob('*.npz'))) as r:
+        assert 'post_removed' in r.files and len(r['post_removed']) and r['test_logits'].shape[0] == 2
+
+
+@pytest.mark.parametrize('method, model_kw', [('STSTNet', None), ('OFF-ApexNet', None), ('MobileViT', None), ('HTNet', dict(attention='agent'))])
+def test_one_pass_adam_bit_identical_to_torch_adam(toy_dataset, method, model_kw):
+    """The models run_cv trains one fold at a time (batch norm, dropout, agent attention) step with foldpar.fast_adam:
+    every epoch's logits, the losses and the trained weights equal torch.optim.Adam's bit for bit."""
+    import mer_nb.baselines  # noqa: F401
+    import mer_nb.foldpar as FP
+    if FP.fused_adam() is None: pytest.skip(f"no compiled Adam here: {FP._FUSED['why']}")
+    x = R.get_method(method).inputs(toy_dataset).astype(np.float32)
+    y = toy_dataset.labels
+    pre = R.get_preset('smoke', epochs=2, batch_size=16, weight_decay=1e-4)
+    ref = T.train_fold(x[:40], y[:40], {'test': x[40:]}, pre, seed=1, device='cpu', method=method, model_kw=model_kw)
+    one = T.train_fold(x[:40], y[:40], {'test': x[40:]}, pre, seed=1, device='cpu', method=method, model_kw=model_kw, optimizer=FP.fast_adam)
+    assert isinstance(FP.fast_adam(one[2].parameters()), FP.OnePassAdam)
+    np.testing.assert_array_equal(one[0]['test'], ref[0]['test'])
+    np.testing.assert_array_equal(one[1], ref[1])
+    for (k, p), q in zip(one[2].named_parameters(), ref[2].parameters()):
+        assert torch.equal(p, q), k
+
+
+def test_run_cv_baseline_records_unchanged_by_one_pass_adam(toy_dataset, tmp_path, monkeypatch):
+    "run_cv's one-fold-at-a-time records (STSTNet, two seeds) are bit for bit those of torch.optim.Adam (the kernel switched off)."
+    import mer_nb.baselines  # noqa: F401
+    import mer_nb.foldpar as FP
+    if FP.fused_adam() is None: pytest.skip(f"no compiled Adam here: {FP._FUSED['why']}")
+    kw = dict(method='STSTNet', seeds=(0, 1), workers=1, progress=False)
+    CV.run_cv(toy_dataset, PRESET, tmp_path / 'par', **kw)
+    monkeypatch.setattr(FP, '_FUSED', {'fn': None, 'why': 'switched off by this test'})
+    CV.run_cv(toy_dataset, PRESET, tmp_path / 'seq', **kw)
+    recs = list((tmp_path / 'par').rglob('*.npz'))
+    assert len(recs) == 12
+    for p in recs:
+        with np.load(p) as a, np.load(tmp_path / 'seq' / p.relative_to(tmp_path / 'par')) as b:
+            assert sorted(a.files) == sorted(b.files) and 'fold_batch' not in a.files
+            for k in set(a.files) - {'seconds'}: np.testing.assert_array_equal(a[k], b[k], err_msg=f'{p.name}: {k}')
