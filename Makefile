@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # CPU build by default (it lies on local disk here); a CUDA user sets e.g. TORCH='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128'
 TORCH ?= torch==2.13.0
-PRESET ?= quick
+PRESET ?= demo
 DATA ?=
 ONLY ?=
 OUT ?= reports/$(if $(DATA),$(notdir $(patsubst %/,%,$(DATA))),synthetic)-$(PRESET)
