@@ -418,6 +418,10 @@ def augmentation_runs(exp: Experiment, methods, augment, dataset: MERDataset | N
 AUG_COLS = ['method', 'augmentation', 'selection', 'run', 'protocol', 'dataset', 'metric', 'value', 'std', 'n_seeds', 'n_samples',
             'ci_low', 'ci_high', 'p_gain_positive']
 
+def _on_device(exp: Experiment, diffusion: dict | None) -> dict:
+    "The diffusion overrides, with the experiment's device (when it names one) for the DDPM too; not part of the run key."
+    return {**({'device': exp.device} if exp.device else {}), **(diffusion or {})}
+
 def _aug_scores(preds, p, protocol, methods, extra_by=(), overall: str = 'composite') -> pd.DataFrame:
     "Scores of both arms and the paired gain, long format, rows ordered method -> selection -> (none, diffusion, gain)."
     by = ['method', 'augmentation', 'selection', *extra_by]
@@ -520,7 +524,7 @@ def table3(exp: Experiment, methods=AUG_METHODS, diffusion: dict | None = None) 
     "Table 3 (with vs without diffusion augmentation): table3.csv, table3.md, table3.png, table3_samples.png, table3_quality.csv."
     methods = tuple(methods or AUG_METHODS)
     ds = exp.dataset()
-    aug = DiffusionAugment.for_preset(exp.preset, cache=exp.runs/'diffusion', **(diffusion or {}))
+    aug = DiffusionAugment.for_preset(exp.preset, cache=exp.runs/'diffusion', **_on_device(exp, diffusion))
     preds = augmentation_runs(exp, methods, aug)
     title = 'Table 3: diffusion augmentation (with vs without)'
     note = ('' if 'HTNet+LAPE+ESAAT' in methods else
@@ -549,7 +553,7 @@ def table2(exp: Experiment, methods=AUG_METHODS, diffusion: dict | None = None) 
     data_line, k = table2_data_line(ds, exp.flow_method), exp.k
     n_sub = len(set(ds.subjects))
     if k > n_sub: data_line, k = data_line + f' K = {n_sub}, not {k}: the set has only {n_sub} subjects.', n_sub
-    aug = DiffusionAugment.for_preset(exp.preset, cache=exp.runs/'diffusion', **(diffusion or {}))
+    aug = DiffusionAugment.for_preset(exp.preset, cache=exp.runs/'diffusion', **_on_device(exp, diffusion))
     preds = augmentation_runs(exp, methods, aug, protocol='kfold', k=k)
     preds = pd.concat([preds.assign(fold_all='all'), preds.assign(fold_all=preds.fold)], ignore_index=True).rename(columns={'fold_all': 'fold_scope'})
     title = f'Table 2: subject-grouped {k}-fold, with vs without diffusion augmentation'
