@@ -5,9 +5,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # CPU build by default (it lies on local disk here); a CUDA user sets e.g. TORCH='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128'
 TORCH ?= torch==2.13.0
-PRESET ?= quick
+# demo: every artefact on a small synthetic set in minutes (the first command); quick: the CPU preset (PRESET=quick
+# DATA=../shared/data/megc2019_composite: hours, see bench/cost.py); paper: the paper's configuration, for a CUDA machine
+PRESET ?= demo
 DATA ?=
 ONLY ?=
+DEVICE ?=
+RECIPE ?=
 OUT ?= reports/$(if $(DATA),$(notdir $(patsubst %/,%,$(DATA))),synthetic)-$(PRESET)
 JOBS ?= 2
 SYNC_TMP := $(shell mktemp -u /tmp/mer_nb_sync.XXXXXX)
@@ -51,7 +55,7 @@ docs: setup
 	$(BIN)/python docs/build.py $(DOCS_OUT)
 
 reproduce: setup
-	OMP_NUM_THREADS=1 $(BIN)/mer-nb reproduce --preset $(PRESET) $(if $(DATA),--data $(DATA)) $(if $(ONLY),--only $(ONLY)) --out $(OUT)
+	OMP_NUM_THREADS=1 $(BIN)/mer-nb reproduce --preset $(PRESET) $(if $(DATA),--data $(DATA)) $(if $(ONLY),--only $(ONLY)) $(if $(DEVICE),--device $(DEVICE)) $(if $(RECIPE),--recipe $(RECIPE)) --out $(OUT)
 
 # Speed ratios measured in one run (not tests): fast vs reference HTNet train step at the paper configuration,
 # fold-parallel vs one-fold-at-a-time LOSO at the quick preset (DATA= the composite for the real set).

@@ -19,12 +19,13 @@ from importlib import resources
 from pathlib import Path
 
 import mer_nb
-from .core import MerError, environment_info, git_revision, write_json
-from .recipe import PRESETS, get_preset
+from .core import MerError, atomic_write, environment_info, git_revision, write_json
+from .recipe import PRESETS, RECIPES, get_preset, gpu_estimate
 
 # %% auto #0
 __all__ = ['ARTEFACTS', 'experiments_dir', 'parse_only', 'parse_seeds', 'check_workers', 'check_writable', 'kernel_manager',
-           'run_notebook', 'reproduce', 'Stopped', 'end_children', 'stop_on_signals', 'parser', 'error_line', 'main']
+           'run_notebook', 'check_device', 'reproduce', 'Stopped', 'end_children', 'stop_on_signals', 'parser',
+           'error_line', 'main']
 
 # %% ../nbs/20_cli.ipynb #74c42d4f
 ARTEFACTS = {'table1': 'table1_sota'}   # artefact -> experiment notebook (nbs/experiments/, shipped as mer_nb/notebooks/)
@@ -141,15 +142,53 @@ def run_notebook(nb: Path, adir: Path, params: dict, log_output: bool = True) ->
         shutil.rmtree(stage, ignore_errors=True)
 
 # %% ../nbs/20_cli.ipynb #81620791
+def check_device(device, option: str = '--device') -> str | None:
+    "`device` as given when it is None, 'cpu', 'cuda' or 'cuda:N' and, for CUDA, a GPU is there."
+    if device is None: return None
+    d = str(device)
+    if d != 'cpu' and not (d == 'cuda' or (d.startswith('cuda:') and d[5:].isdigit())):
+        raise MerError(f"{option} {device}: expected cpu, cuda or cuda:N")
+    if d.startswith('cuda'):
+        import torch
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0: raise MerError(f'{option} {device}: no CUDA device here (torch {torch.__version__}, built for CUDA {torch.version.cuda})')
+        if d != 'cuda' and int(d[5:]) >= n: raise MerError(f'{option} {device}: only {n} CUDA device(s) here')
+    return d
+
+def _data_size(data, p) -> tuple[int, int] | None:
+    "(samples, subjects) of the data a run will train on, without loading it (synthetic: from the preset; composite: labels.csv)."
+    from mer_nb.sources import find_dataset
+    from mer_nb.data import read_label_csv
+    kind, path = find_dataset(data)
+    if kind == 'synthetic':
+        s = {'n_subjects': 12, 'per_class': 6, **p.synthetic}
+        return 3 * s['n_subjects'] * s['per_class'], s['n_subjects']
+    if kind == 'composite':
+        df = read_label_csv(Path(path)/'labels.csv')
+        return len(df), df['sub'].nunique()
+    return None
+
+def _written(adir: Path) -> list[str]:
+    "The files of an artefact folder worth listing: table, figures, CSVs, run.json, the executed notebook."
+    keep = ('.md', '.png', '.csv', '.json', '.ipynb')
+    return sorted((f.name for f in adir.iterdir() if f.is_file() and f.suffix in keep), key=lambda n: (not n.endswith('.md'), n))
+
 def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=None, workers: int | None = None,
-              log_output: bool = True, extra: dict | None = None) -> Path:
-    """Run the experiment notebooks for `only` (default: all) with papermill; returns `out`. `extra`: more notebook parameters.
+              log_output: bool = True, extra: dict | None = None, device: str | None = None, overrides: dict | None = None) -> Path:
+    """Run the experiment notebooks for `only` (default: all) with papermill; returns `out`. `extra`: more notebook parameters;
+    `device`: where folds train (None: CUDA when available); `overrides`: preset fields changed in every notebook.
     Every option is checked before the first notebook starts. Under `torchrun` every rank runs the notebooks; `run_cv`
     shares the folds out among the ranks through the common run cache `<out>/runs` ($MER_NB_RUNS); rank 0 writes the
     artefacts to `<out>/<name>`, the other ranks to `<out>/<name>/rank<r>` (the same tables, read from the same fold records)."""
     from mer_nb.cv import shard
-    p = get_preset(preset)
+    overrides = dict(overrides or {})
+    p = get_preset(preset, **overrides)
     names = parse_only(only)
+    if p.recipe != 'ours':   # the diffusion tables model [0, 1] inputs: they run on our recipe only
+        aug = [n for n in names if n in ('table2', 'table3')]
+        if aug and only: raise MerError(f'--only {",".join(aug)}: diffusion augmentation runs on our input recipe only, not {p.recipe!r}')
+        names = [n for n in names if n not in aug]
+    device = check_device(device)
     seeds = parse_seeds(seeds)
     check_workers(workers)
     if data is not None and not Path(data).exists(): raise MerError(f'--data {data}: no such folder')
@@ -157,17 +196,27 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
     for name in names: check_writable(out/name, '--out', folder=True)      # an artefact folder that is a file
     rank, world = shard()
     if world > 1: os.environ['MER_NB_RUNS'] = str((out/'runs').resolve())   # inherited by the notebook kernels
-    for name in names:
+    if p.name == 'paper' and (size := _data_size(data, p)):
+        print(f'[mer-nb] estimate: {gpu_estimate(p, size[0], size[1], runs=len(seeds))}', flush=True)
+    index, t0 = {}, time.time()
+    for i, name in enumerate(names, 1):
         nb = experiments_dir()/f'{ARTEFACTS[name]}.ipynb'
         adir = out/name if rank == 0 else out/name/f'rank{rank}'
         params = dict(preset=p.name, data=None if data is None else str(Path(data).resolve()), out=str(adir.resolve()),
-                      seeds=seeds, workers=workers, **(extra or {}))
-        print(f'[mer-nb] {name}: {nb.name} -> {adir}', flush=True)
+                      seeds=seeds, workers=workers, device=device, overrides=overrides or None, **(extra or {}))
+        print(f'[mer-nb] artefact {i} of {len(names)}: {name} ({nb.name}) -> {adir}', flush=True)
         wall = run_notebook(nb, adir, params, log_output)
         write_json(adir/'run.json', {'artefact': name, 'notebook': str(nb), 'parameters': params, 'preset': asdict(p),
-                                     'seeds': seeds, 'git_revision': git_revision(nb.parent), **environment_info(),
+                                     'seeds': seeds, 'git_revision': git_revision(nb.parent), **environment_info(), **({'device': device} if device else {}),
                                      'wall_seconds': {name: round(wall, 1)}, 'command': ' '.join(sys.argv)})
-        print(f'[mer-nb] {name}: done in {wall:.0f} s; table: {adir/(name + ".md")}', flush=True)
+        index[name] = (adir, wall)
+        print(f'[mer-nb] artefact {i} of {len(names)}: {name} done in {wall:.0f} s; table: {adir/(name + ".md")}', flush=True)
+    lines = [f'# mer-nb reproduce: preset {p.name}, {len(index)} artefact(s) in {time.time() - t0:.0f} s', '']
+    for name, (adir, wall) in index.items():
+        lines.append(f'- **{name}** ({wall:.0f} s): ' + ', '.join(f'[{f}]({adir.relative_to(out) / f})' for f in _written(adir)))
+    atomic_write(out/'index.md', '\n'.join(lines) + '\n')
+    print(f'[mer-nb] wrote (index: {out/"index.md"}):', flush=True)
+    for name, (adir, _) in index.items(): print(f'  {adir}/: {", ".join(_written(adir))}', flush=True)
     return out
 
 # %% ../nbs/20_cli.ipynb #a1d38e77
@@ -242,6 +291,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument('--out', default='reports', help='output folder: one subfolder per artefact, fold records in runs/')
     r.add_argument('--seeds', default='0', help='comma-separated non-negative seeds, e.g. 0,1,2')
     r.add_argument('--workers', type=_count(1), default=None, help="processes training folds in parallel (default: the preset's)")
+    r.add_argument('--device', default=None, help='where folds train: cpu, cuda or cuda:N (default: CUDA when available, else the CPU)')
+    r.add_argument('--recipe', default=None, choices=list(RECIPES), help="input recipe: ours, or published (the published HTNet code's: "
+                   "0-255 BGR inputs, MTCNN crops with x as the row, no shuffling; Tables 2 and 3 are left out) (default: the preset's)")
     t = sub.add_parser('train', help='train HTNet on all samples of a dataset and save its weights (mer_nb.predict)', **kw)
     t.add_argument('--data', default='synthetic', help='synthetic, a composite folder, or a CAS(ME)^3 label CSV (or the folder holding it)')
     t.add_argument('--preset', default='quick', choices=list(PRESETS), help='training budget: smoke (plumbing only), quick, paper')
@@ -274,7 +326,8 @@ def error_line(e: BaseException) -> str:
 
 def _run(a) -> int:
     if a.cmd == 'reproduce':
-        reproduce(a.preset, a.data, a.only, a.out, parse_seeds(a.seeds), a.workers)
+        reproduce(a.preset, a.data, a.only, a.out, parse_seeds(a.seeds), a.workers, device=a.device,
+                  overrides={'recipe': a.recipe} if a.recipe else None)
     elif a.cmd == 'train':
         from mer_nb.predict import train_command
         check_writable(a.save, '--save')

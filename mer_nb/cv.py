@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .core import MerError, MerWarning, atomic_write, check_inside, default_device, name_problem, seed_everything
 from .data import MERDataset
-from .recipe import METHODS, Preset, build_model, get_method, get_preset
+from .recipe import METHODS, Preset, build_model, get_method, get_preset, method_inputs
 from .train import SELECTIONS, select_epoch, train_fold
 from .foldpar import auto_fold_batch, can_batch, fast_adam, train_folds
 
@@ -84,7 +84,8 @@ def run_key(ds: MERDataset, preset: Preset, protocol: str, k: int, regime: str, 
     """A short hash of everything that determines a run's results (except the fold and the seed). Model keyword arguments
     that restate a default (the preset's model for HTNet, else the factory's signature) are dropped first, so
     e.g. `pos_emb='scalar'` and no argument name the same run and share its folds."""
-    spec = dict(method=method, preset={f: v for f, v in asdict(preset).items() if f not in ('workers', 'n_boot', 'synthetic', 'name', 'diffusion')},
+    spec = dict(method=method, preset={f: v for f, v in asdict(preset).items() if f not in ('workers', 'n_boot', 'synthetic', 'name', 'diffusion')
+                                       and not (f == 'recipe' and v == 'ours')},   # our recipe: the keys from before it was a field
                 model_kw=_explicit_kw(method, preset, model_kw), protocol=protocol, k=k if protocol == 'kfold' else None, regime=regime, data=_fingerprint(ds))
     if getattr(METHODS.get(method), 'post_train', None) is not None: spec['post_train'] = repr(METHODS[method].post_train)
     if augment is not None: spec['augment'] = repr(augment)
@@ -310,7 +311,7 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
     if device == 'cuda' and world > 1 and 'LOCAL_RANK' in os.environ: device = f"cuda:{int(os.environ['LOCAL_RANK'])}"   # one GPU per rank
     workers = workers or preset.workers
     spec = get_method(method)
-    x = spec.inputs(ds)
+    x = method_inputs(spec, ds, preset)
     folds = make_folds(ds.subjects, protocol, k)
     regimes = sorted({'inner' if s == 'inner-val' else 'full' for s in selections})
     paths, every = {}, []

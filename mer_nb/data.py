@@ -210,7 +210,10 @@ def region_mosaic(flows: np.ndarray, landmarks: np.ndarray, patch: int | None = 
     right = np.concatenate([crops[:, 2], crops[:, 3]], axis=2)
     return np.ascontiguousarray(np.concatenate([left, right], axis=3))
 
-def model_input(ds: MERDataset, row_is_x: bool = False) -> np.ndarray:
-    "HTNet's input for every sample of `ds`: the four-region mosaic from its landmarks (canonical when it has none)."
+def model_input(ds: MERDataset, row_is_x: bool = False, scale: float = 1.0, bgr: bool = False) -> np.ndarray:
+    """HTNet's input for every sample of `ds`: the four-region mosaic from its landmarks (canonical when it has none).
+    `row_is_x`, `scale` (255: the 8-bit values) and `bgr` (channels strain, v, u: OpenCV's order of the flow PNG) give the
+    published code's input (`recipe.RECIPES['published']`)."""
     lm = ds.landmarks if ds.landmarks is not None else canonical_landmarks(len(ds), ds.flows.shape[-1])
-    return region_mosaic(ds.flows, lm, row_is_x=row_is_x)
+    m = region_mosaic(ds.flows[:, ::-1] if bgr else ds.flows, lm, row_is_x=row_is_x)
+    return np.ascontiguousarray(m * np.float32(scale)) if scale != 1 else m

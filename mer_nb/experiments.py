@@ -20,7 +20,7 @@ from .data import MERDataset
 from .sources import find_dataset, open_dataset
 from .metrics import compare_arms, score_predictions
 from .htnet import HTNet, PAPER_CONFIG, count_flops, count_params
-from .recipe import Preset, get_method, get_preset
+from .recipe import RECIPES, Preset, get_method, get_preset, method_inputs, shuffles
 from .train import SELECTIONS
 from .cv import run_cv
 from .baselines import BASELINES, REFERENCES, USES_FACES, describe_input   # importing registers the baselines
@@ -59,14 +59,16 @@ class Experiment:
     progress: bool = True
     frames: Path | None = None         # CAS(ME)^3 frame root, when not the CSV's folder
     flow_method: str = 'tvl1'          # CAS(ME)^3 flows
+    device: str | None = None          # where folds train: None (CUDA when available, else the CPU), 'cpu', 'cuda', 'cuda:1'
     _datasets: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def create(cls, preset='quick', data=None, out='reports', seeds=(0,), selections=('last', 'best-on-test'), protocol: str = 'loso',
                k: int = 5, workers: int | None = None, runs=None, progress: bool = True, frames=None, flow_method: str = 'tvl1',
-               kinds=('synthetic', 'composite')) -> Experiment:
-        "An experiment from papermill parameters; `kinds`: the data sources the artefact accepts."
-        p = get_preset(preset)
+               kinds=('synthetic', 'composite'), device: str | None = None, overrides: dict | None = None) -> Experiment:
+        """An experiment from papermill parameters; `kinds`: the data sources the artefact accepts; `overrides`: preset
+        fields to change (`get_preset(preset, **overrides)`, e.g. `{'epochs': 1}` or `{'recipe': 'published'}`)."""
+        p = get_preset(preset, **(overrides or {}))
         kind, path = find_dataset(data)
         if kind not in kinds: open_dataset(data, kinds=kinds)       # raises the one-line error naming what is accepted
         bad = [s for s in selections if s not in SELECTIONS]
@@ -74,21 +76,24 @@ class Experiment:
         if protocol not in ('loso', 'kfold'): raise MerError(f"unknown protocol {protocol!r} (choose 'loso' or 'kfold')")
         out = Path(out); out.mkdir(parents=True, exist_ok=True)
         return cls(p, path, kind, out, runs_dir(out, runs), tuple(int(s) for s in seeds), tuple(selections), protocol, int(k), workers,
-                   progress, None if frames is None else Path(frames), flow_method)
+                   progress, None if frames is None else Path(frames), flow_method, device or None)
 
     def dataset(self, faces: bool = False) -> MERDataset:
         "The data (loaded on first use; `faces`: with the apex faces, for LBP-TOP)."
         if faces not in self._datasets:
+            lm = RECIPES[self.preset.recipe]['landmarks']     # the published recipe: MTCNN landmarks on the apex faces
             self._datasets[faces] = open_dataset(self.data, self.preset.synthetic, faces=faces, kinds=(self.kind,), frames=self.frames,
-                                                 flow_method=self.flow_method, cache=self.runs/'flows', progress=self.progress)
+                                                 flow_method=self.flow_method, cache=self.runs/'flows', progress=self.progress, landmarks=lm)
         return self._datasets[faces]
 
     def run(self, method: str = 'HTNet', model_kw: dict | None = None, augment=None, dataset: MERDataset | None = None,
             protocol: str | None = None, k: int | None = None, selections=None, workers: int | None = None) -> pd.DataFrame:
-        "`run_cv` with this experiment's preset, run cache, seeds, selections and protocol (each overridable)."
+        """`run_cv` with this experiment's preset, run cache, seeds, selections, protocol and device (each overridable). A recipe
+        that does not reshuffle trains one fold at a time: the fold-parallel trainer draws its own batch order."""
         return run_cv(self.dataset() if dataset is None else dataset, self.preset, self.runs, protocol or self.protocol, k or self.k,
                       self.seeds, self.selections if selections is None else selections, model_kw=model_kw, method=method,
-                      workers=self.workers if workers is None else workers, progress=self.progress, augment=augment)
+                      workers=self.workers if workers is None else workers, device=self.device, progress=self.progress, augment=augment,
+                      fold_batch=None if shuffles(self.preset) else 1)
 
     def score(self, preds: pd.DataFrame, by, overall: str = 'composite') -> pd.DataFrame:
         """Long scores of `preds` grouped `by`: mean ± sd over seeds, and the 95% interval of a cluster bootstrap that
@@ -121,9 +126,10 @@ class Experiment:
         "The protocol, data, preset and seeds of a table, in one sentence."
         ds, protocol, k, p = ds or self.dataset(), protocol or self.protocol, k or self.k, self.preset
         prot = 'leave-one-subject-out' if protocol == 'loso' else f'subject-grouped {k}-fold'
+        rec = '' if p.recipe == 'ours' else f"input recipe `{p.recipe}` (the published HTNet code's); "
         return (f'**Protocol**: {prot} over {len(set(ds.subjects))} subjects, {len(ds)} samples ({ds.name}); UF1/UAR over the '
                 f'pooled predictions of all folds; preset `{p.name}` ({p.epochs} epochs, lr {p.lr}, batch {p.batch_size}); '
-                f'seeds {list(self.seeds)}; cells: mean ± sd over seeds [95% interval resampling subjects: a cluster bootstrap of '
+                f'{rec}seeds {list(self.seeds)}; cells: mean ± sd over seeds [95% interval resampling subjects: a cluster bootstrap of '
                 f'the pooled predictions]. '
                 f'`best-on-test` picks each fold\'s epoch on its test subject: it is LEAKY, shown only to compare with published numbers.')
 
@@ -441,6 +447,8 @@ AUG_METHODS = ('HTNet+LAPE+ESAAT',)    # the paper's full model
 def augmentation_runs(exp: Experiment, methods, augment, dataset: MERDataset | None = None, protocol: str | None = None,
                       k: int | None = None) -> pd.DataFrame:
     "Predictions of every method with (`augmentation='diffusion'`) and without (`'none'`) `augment`, same folds and seeds."
+    if exp.preset.recipe != 'ours':   # the DDPM models inputs in [0, 1]; the published code has no augmentation to follow
+        raise MerError(f"diffusion augmentation (Tables 2 and 3) runs on our input recipe only, not {exp.preset.recipe!r}")
     frames = []
     for label in methods:
         if label not in AUG_VARIANTS: raise MerError(f'unknown method {label!r} (choose from {", ".join(AUG_VARIANTS)})')
@@ -453,6 +461,10 @@ def augmentation_runs(exp: Experiment, methods, augment, dataset: MERDataset | N
 # %% ../nbs/18_experiments.ipynb #c289d2d5
 AUG_COLS = ['method', 'augmentation', 'selection', 'run', 'protocol', 'dataset', 'metric', 'value', 'std', 'n_seeds', 'n_samples',
             'ci_low', 'ci_high', 'p', 'p_holm']
+
+def _on_device(exp: Experiment, diffusion: dict | None) -> dict:
+    "The diffusion overrides, with the experiment's device (when it names one) for the DDPM too; not part of the run key."
+    return {**({'device': exp.device} if exp.device else {}), **(diffusion or {})}
 
 def _aug_gains(exp: Experiment, preds: pd.DataFrame, methods, extra_by=(), overall: str = 'composite') -> pd.DataFrame:
     """The paired gain (diffusion - none) per method, selection and dataset, UF1 and UAR, from `compare_arms`: the same
@@ -559,7 +571,7 @@ def _aug_result(exp: Experiment, name: str, title: str, ds: MERDataset, preds: p
     scores = _aug_scores(exp, preds, protocol, methods, extra_by, overall)
     cache = exp.runs/'diffusion'
     line, fits = _aug_line(aug, cache, exp.seeds, set(preds.fold) if folds is None else folds)
-    x = get_method(AUG_VARIANTS[methods[0]][0]).inputs(ds)
+    x = method_inputs(AUG_VARIANTS[methods[0]][0], ds, exp.preset)
     quality = _aug_quality(ds, fits, cache, x)
     if len(quality): atomic_write(exp.out/f'{name}_quality.csv', quality.to_csv(index=False))
     res = Result(name, scores, '', tables={'quality': quality, 'fits': fits})
@@ -576,7 +588,7 @@ def table3(exp: Experiment, methods=AUG_METHODS, diffusion: dict | None = None) 
     "Table 3 (with vs without diffusion augmentation): table3.csv, table3.md, table3.png, table3_samples.png, table3_quality.csv."
     methods = tuple(methods or AUG_METHODS)
     ds = exp.dataset()
-    aug = DiffusionAugment.for_preset(exp.preset, cache=exp.runs/'diffusion', **(diffusion or {}))
+    aug = DiffusionAugment.for_preset(exp.preset, cache=exp.runs/'diffusion', **_on_device(exp, diffusion))
     preds = augmentation_runs(exp, methods, aug)
     title = 'Table 3: diffusion augmentation (with vs without)'
     note = ('' if 'HTNet+LAPE+ESAAT' in methods else
@@ -605,7 +617,7 @@ def table2(exp: Experiment, methods=AUG_METHODS, diffusion: dict | None = None) 
     data_line, k = table2_data_line(ds, exp.flow_method), exp.k
     n_sub = len(set(ds.subjects))
     if k > n_sub: data_line, k = data_line + f' K = {n_sub}, not {k}: the set has only {n_sub} subjects.', n_sub
-    aug = DiffusionAugment.for_preset(exp.preset, cache=exp.runs/'diffusion', **(diffusion or {}))
+    aug = DiffusionAugment.for_preset(exp.preset, cache=exp.runs/'diffusion', **_on_device(exp, diffusion))
     preds = augmentation_runs(exp, methods, aug, protocol='kfold', k=k)
     preds = pd.concat([preds.assign(fold_all='all'), preds.assign(fold_all=preds.fold)], ignore_index=True).rename(columns={'fold_all': 'fold_scope'})
     title = f'Table 2: subject-grouped {k}-fold, with vs without diffusion augmentation'

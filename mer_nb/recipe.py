@@ -12,11 +12,11 @@ import torch
 
 from .core import MerError
 from .data import model_input
-from .htnet import HTNet, PAPER_CONFIG
+from .htnet import HTNet, PAPER_CONFIG, count_flops
 
 # %% auto #0
-__all__ = ['PRESETS', 'METHODS', 'Preset', 'get_preset', 'Method', 'register_method', 'get_method', 'build_model',
-           'class_weights']
+__all__ = ['PRESETS', 'RECIPES', 'METHODS', 'ASSUMED_FLOPS', 'ASSUMED', 'Preset', 'get_preset', 'Method', 'register_method',
+           'get_method', 'method_inputs', 'shuffles', 'build_model', 'class_weights', 'training_flops', 'gpu_estimate']
 
 # %% ../nbs/10_recipe.ipynb #13220ac4
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Preset:
     workers: int = 1                    # processes training folds in parallel (1 thread each)
     n_boot: int = 1000                  # bootstrap resamples for the intervals
     diffusion: dict = field(default_factory=dict)  # overrides of mer_nb.diffusion.DIFFUSION_PRESETS[name] (enter the run key via augment's repr)
+    recipe: str = 'ours'                # the input recipe, RECIPES: 'ours' or 'published' (HTNet's code)
 
 PRESETS = {
     'smoke': Preset('smoke', model=dict(PAPER_CONFIG, dim=16, heads=2, block_repeats=(1, 1, 1)), epochs=3, batch_size=32,
@@ -41,6 +42,14 @@ PRESETS = {
                     lr=1e-3, weight_decay=1e-4, class_weight='balanced', synthetic=dict(n_subjects=12, per_class=6), workers=2),
     'paper': Preset('paper', model=dict(PAPER_CONFIG), epochs=800, batch_size=256, lr=5e-5,
                     synthetic=dict(n_subjects=24, per_class=10)),
+    'demo': Preset('demo', model=dict(PAPER_CONFIG, dim=32, heads=2, block_repeats=(1, 1, 2)), epochs=10, batch_size=32,
+                   lr=1e-3, weight_decay=1e-4, class_weight='balanced', synthetic=dict(n_subjects=6, per_class=4), workers=1,
+                   n_boot=200, diffusion=dict(channels=(8, 16, 16), train_steps=60, batch_size=16, groups=2)),
+}
+
+RECIPES = {   # what a preset's `recipe` sets: model_input's arguments, reshuffling each epoch, landmarks of the data
+    'ours': dict(inputs={}, shuffle=True, landmarks=None),
+    'published': dict(inputs=dict(row_is_x=True, scale=255.0, bgr=True), shuffle=False, landmarks='mtcnn'),
 }
 
 def get_preset(preset: str | Preset, **overrides) -> Preset:
@@ -50,7 +59,9 @@ def get_preset(preset: str | Preset, **overrides) -> Preset:
         preset = PRESETS[preset]
     bad = set(overrides) - set(Preset.__dataclass_fields__)
     if bad: raise MerError(f'unknown preset field(s): {", ".join(sorted(bad))}')
-    return replace(preset, **overrides)
+    p = replace(preset, **overrides)
+    if p.recipe not in RECIPES: raise MerError(f'unknown recipe {p.recipe!r} (choose from {", ".join(RECIPES)})')
+    return p
 
 # %% ../nbs/10_recipe.ipynb #388066c4
 @dataclass(frozen=True)
@@ -80,6 +91,15 @@ def get_method(name: str) -> Method:
     if name not in METHODS: raise MerError(f'unknown method {name!r} (registered: {", ".join(METHODS)})')
     return METHODS[name]
 
+def method_inputs(method: str | Method, ds, preset: Preset) -> np.ndarray:
+    "What `method` consumes of `ds` under the preset's recipe: HTNet's four-region input built as the recipe says; a baseline's own input."
+    m = get_method(method) if isinstance(method, str) else method
+    return model_input(ds, **RECIPES[preset.recipe]['inputs']) if m.inputs is model_input else m.inputs(ds)
+
+def shuffles(preset: Preset) -> bool:
+    "Whether the trainer reshuffles the training samples every epoch (the published recipe does not)."
+    return RECIPES[preset.recipe]['shuffle']
+
 def build_model(preset: Preset, method: str | Method = 'HTNet', **model_overrides):
     "The model of `method` (HTNet: the preset's configuration), keyword arguments overridable."
     m = get_method(method) if isinstance(method, str) else method
@@ -92,3 +112,24 @@ def class_weights(y: np.ndarray, mode: str | None):
     counts = np.bincount(y, minlength=3).astype(np.float32)
     w = np.where(counts > 0, len(y) / (3 * np.maximum(counts, 1)), 0.0)
     return torch.tensor(w, dtype=torch.float32)
+
+# %% ../nbs/10_recipe.ipynb #5d0c2b7e
+ASSUMED_FLOPS = 50e12
+ASSUMED = ('an assumed 50 TFLOP/s sustained (an H100 SXM in fp32 with TF32 matrix multiplies; peaks 67 TFLOP/s fp32, '
+           '495 dense TF32, 989 dense BF16)')
+
+def training_flops(preset: Preset, n_samples: int, n_folds: int, model_kw: dict | None = None) -> dict:
+    "FLOPs of one seed of HTNet at `preset` over `n_folds` subject-wise folds of `n_samples`: per sample, training, testing, total."
+    with torch.device('meta'): m = HTNet(**{**preset.model, **(model_kw or {})})
+    f = count_flops(m)
+    train = 3 * f * n_samples * (n_folds - 1) / n_folds * preset.epochs * n_folds    # each fold trains on the others' samples
+    test = f * n_samples * preset.epochs                                          # every sample is tested once per epoch
+    return dict(per_sample=f, train=train, test=test, total=train + test)
+
+def gpu_estimate(preset: Preset, n_samples: int, n_folds: int, runs: int = 1, flops_per_s: float = ASSUMED_FLOPS) -> str:
+    "One line: the GPU time of `runs` HTNet runs (one seed each) at `preset`, from its FLOPs, with the assumed throughput."
+    c = training_flops(preset, n_samples, n_folds)
+    sec = c['total'] * runs / flops_per_s
+    return (f'preset {preset.name}: HTNet {c["per_sample"] / 1e6:.1f} MFLOP/sample x {n_samples} samples x {preset.epochs} epochs x '
+            f'{n_folds} folds x 3 (forward + backward) = {c["total"] / 1e15:.1f} PFLOP per run and seed; {runs} run(s): about '
+            f'{sec / 60:.0f} min of GPU time at {ASSUMED}')

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .core import MerError, default_device, seed_everything
 from .metrics import uf1
-from .recipe import Method, Preset, build_model, class_weights
+from .recipe import Method, Preset, build_model, class_weights, shuffles
 
 # %% auto #0
 __all__ = ['SELECTIONS', 'LEAKY', 'train_fold', 'select_epoch']
@@ -38,7 +38,7 @@ def train_fold(x_train: np.ndarray, y_train: np.ndarray, evals: dict, preset: Pr
     losses = np.zeros(preset.epochs, np.float32)
     for ep in tqdm(range(preset.epochs), desc='epochs', leave=False, disable=not progress, mininterval=2):
         model.train()
-        perm = torch.randperm(len(X), generator=gen).to(device)
+        perm = (torch.randperm(len(X), generator=gen) if shuffles(preset) else torch.arange(len(X))).to(device)
         total = 0.0
         for i in range(0, len(X), preset.batch_size):
             b = perm[i:i + preset.batch_size]

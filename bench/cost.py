@@ -1,0 +1,241 @@
+"""Cost table: core-seconds of one seed per artefact and method (a preset, by default `quick`, on the composite), and the
+projected wall time of `mer-nb reproduce --seeds 0,1,2,3,4` (every artefact) on this machine's cores.
+
+    python bench/cost.py                                   # time a sample of folds of every run (about 10 minutes on 2 cores)
+    python bench/cost.py --sample 3 --seeds 0,1            # more folds, and two seeds trained together (as run_cv groups them)
+    python bench/cost.py --runs reports/composite-quick/runs   # read the fold records of a finished run instead
+
+The runs are the ones the artefacts train (Table 1: HTNet and the baselines; Table 4: none/scalar/LAPE at the preset's
+and the attending configuration; Table 5: their LAPE runs and ESAAT; Tables 2 and 3: HTNet+LAPE+ESAAT without and with
+diffusion augmentation, subject-grouped 5-fold and LOSO); a run several artefacts share (same run key) is counted once,
+under the first artefact `reproduce` runs. Figure 1 trains nothing.
+
+With `--runs`: each fold record's `seconds` (one thread per fold; with fold batching the group's time shared out, so the
+sum over a seed's folds is exact) summed per seed, averaged over the seeds found.
+
+Without: for every run, `--sample` folds (spread over training-set sizes) are trained through `run_cv` in this process
+(one thread; the sampled folds and seeds grouped as run_cv groups them, so batching across at most that many folds and
+seeds is measured), at two short epoch counts (`--epochs`, default 5 and 15; the diffusion fit's steps scaled alike),
+and the CPU time is extrapolated linearly to the preset's epochs and scaled to all folds. The diffusion fits (fit and
+sample pool, shared by the folds of a subject group under LOSO) and the method's input features (computed once per run)
+are timed apart and counted once per fit / per run. The projection divides each run's core-seconds by the processes
+that run it in parallel (the preset's workers, 1 for the scikit-learn baselines, at most `--cores`); the bootstrap,
+figures and notebook start-up are not counted.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+import multiprocessing as mp
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSITE = ROOT.parent/'shared'/'data'/'megc2019_composite'
+ORDER = ('table1', 'table4', 'table5', 'fig1', 'table2', 'table3')   # filled in from mer_nb.cli.ARTEFACTS
+
+
+def plan(p, k: int = 5) -> list[dict]:
+    "Every training run of every artefact, in the order `reproduce` runs them, as run_cv arguments."
+    from mer_nb.cli import ARTEFACTS
+    from mer_nb.experiments import AUG_METHODS, AUG_VARIANTS, TABLE1_METHODS, USES_FACES, model_configs
+    from mer_nb.recipe import get_method
+    rows = []
+    for art in ARTEFACTS:
+        if art == 'table1':
+            for m in TABLE1_METHODS:
+                sk = get_method(m).kind == 'sklearn'
+                rows.append(dict(artefact=art, row=m, method=m, model_kw={'class_weight': p.class_weight} if sk and p.class_weight else None,
+                                 protocol='loso', faces=m in USES_FACES, augment=False, workers=1 if sk else p.workers))
+        elif art == 'table4':
+            for c, ckw in model_configs(p).items():
+                for pos in ('lape', 'scalar', 'none'):
+                    rows.append(dict(artefact=art, row=f'HTNet pos_emb={pos} ({c})', method='HTNet', model_kw={**ckw, 'pos_emb': pos},
+                                     protocol='loso', faces=False, augment=False, workers=p.workers))
+        elif art == 'table5':
+            for c, ckw in model_configs(p).items():
+                for m, label in (('HTNet', 'HTNet+LAPE'), ('ESAAT', 'HTNet+LAPE+ESAAT')):
+                    rows.append(dict(artefact=art, row=f'{label} ({c})', method=m, model_kw={**ckw, 'pos_emb': 'lape'},
+                                     protocol='loso', faces=False, augment=False, workers=p.workers))
+        elif art in ('table2', 'table3'):
+            protocol = 'kfold' if art == 'table2' else 'loso'
+            for label in AUG_METHODS:
+                m, kw = AUG_VARIANTS[label]
+                for aug in (False, True):
+                    rows.append(dict(artefact=art, row=f'{label} {protocol}' + (' + diffusion' if aug else ''), method=m,
+                                     model_kw=dict(kw) or None, protocol=protocol, faces=False, augment=aug, workers=p.workers))
+    for r in rows: r['k'] = k
+    return rows
+
+
+def _augment(p, cache):
+    from mer_nb.diffusion import DiffusionAugment
+    return DiffusionAugment.for_preset(p, cache=cache)
+
+
+def _key(r, ds, p, cache='/nonexistent') -> str:
+    from mer_nb.cv import run_key
+    return run_key(ds, p, r['protocol'], r['k'], 'full', r['model_kw'], r['method'], _augment(p, cache) if r['augment'] else None)
+
+
+def _dataset(data, p, faces: bool):
+    from mer_nb.sources import open_dataset
+    return open_dataset(data, p.synthetic, faces=faces, kinds=('synthetic', 'composite'), progress=False)
+
+
+class _Timed:
+    "The diffusion augmentation, with the CPU time of its calls (fit + sample pools) added up."
+    def __init__(self, aug): self.aug, self.cpu = aug, 0.0
+    def __repr__(self): return repr(self.aug)
+    def __call__(self, *a, **kw):
+        t = time.process_time()
+        try: return self.aug(*a, **kw)
+        finally: self.cpu += time.process_time() - t
+
+
+def _extrapolate(v1, v2, e1, e2, e):
+    "The value at `e` epochs on the line through (e1, v1), (e2, v2); the slope clamped at >= 0 (timing noise)."
+    return v2 + max(0.0, (v2 - v1) / (e2 - e1)) * (e - e2)
+
+
+def measure(r: dict, data, preset: str, sample: int, seeds, epochs, tmp) -> dict:
+    "CPU seconds of one seed of run `r` (all folds), from `sample` folds at two epoch counts, extrapolated."
+    os.environ['OMP_NUM_THREADS'] = '1'
+    import torch
+    torch.set_num_threads(1)
+    import mer_nb.cv as CV
+    from mer_nb.diffusion import fit_records
+    from mer_nb.experiments import Experiment    # registers every method
+    from mer_nb.recipe import get_method, get_preset
+    p = get_preset(preset)
+    ds = _dataset(data, p, r['faces'])
+    spec = get_method(r['method'])
+    folds = CV.make_folds(ds.subjects, r['protocol'], r['k'])
+    order = sorted(range(len(folds)), key=lambda i: -len(folds[i][1]))
+    pick = [folds[order[i]] for i in np.unique(np.linspace(0, len(folds) - 1, min(sample, len(folds))).round().astype(int))]
+    orig = CV.make_folds
+    CV.make_folds = lambda *a, **kw: pick
+    t = time.process_time(); spec.inputs(ds); t_inputs = time.process_time() - t
+    sk = spec.kind == 'sklearn'
+    out = {}
+    try:
+        for e in (epochs[:1] if sk else epochs):
+            steps = None
+            if r['augment']:
+                full = _augment(p, None).config.train_steps
+                steps = max(1, round(full * e / p.epochs))
+            pe = get_preset(p, epochs=e, diffusion={**p.diffusion, 'config': {**p.diffusion.get('config', {}), 'train_steps': steps}} if steps else p.diffusion)
+            d = Path(tmp)/f'{os.getpid()}-{time.time_ns()}'
+            aug = _Timed(_augment(pe, d/'diffusion')) if r['augment'] else None
+            t = time.process_time()
+            CV.run_cv(ds, pe, d, r['protocol'], r['k'], seeds, ('last',), r['model_kw'], r['method'], workers=1, device='cpu',
+                      progress=False, augment=aug)
+            cpu = time.process_time() - t - t_inputs
+            n_fit = len(fit_records(d/'diffusion')) if r['augment'] else 0
+            aug_cpu = aug.cpu if aug else 0.0
+            out[e] = ((cpu - aug_cpu) / (len(pick) * len(seeds)), aug_cpu / max(1, n_fit) / 1.0, n_fit)
+    finally:
+        CV.make_folds = orig
+    if sk: fold, fit = out[epochs[0]][0], 0.0
+    else:
+        (f1, a1, _), (f2, a2, _) = out[epochs[0]], out[epochs[1]]
+        fold = _extrapolate(f1, f2, *epochs, p.epochs)
+        fit = _extrapolate(a1, a2, *epochs, p.epochs) if r['augment'] else 0.0
+    n_folds = len(folds)
+    groups = _augment(p, None).groups if r['augment'] else 0
+    n_fits = (groups if r['protocol'] == 'loso' and groups > 1 else n_folds) if r['augment'] else 0
+    return dict(folds=n_folds, sampled=len(pick), per_fold=fold, fits=n_fits, per_fit=fit, inputs=t_inputs,
+                seed_core_s=fold * n_folds + fit * n_fits + t_inputs)
+
+
+def from_records(r: dict, rdir: Path, n_folds: int) -> dict:
+    "Core-seconds of one seed of run `r` from its fold records under `rdir` (mean over the seeds found)."
+    per_seed, fb, found = [], set(), 0
+    for sd in sorted(rdir.glob('seed*')):
+        secs = []
+        for f in sd.glob('*.npz'):
+            with np.load(f) as z:
+                secs.append(float(z['seconds']))
+                fb.add(int(z['fold_batch']) if 'fold_batch' in z.files else 1)
+        if secs:
+            per_seed.append(sum(secs) * n_folds / len(secs))    # scaled up when folds are missing
+            found = max(found, len(secs))
+    if not per_seed: return {}
+    return dict(folds=n_folds, found=found, seeds=len(per_seed), fold_batch=sorted(fb), seed_core_s=float(np.mean(per_seed)))
+
+
+def _fmt_h(s: float) -> str:
+    return f'{s / 3600:.1f} h' if s >= 3600 else f'{s / 60:.0f} min'
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--data', default=os.environ.get('MER_NB_COMPOSITE') or str(COMPOSITE), help='composite folder (default: the shared composite)')
+    ap.add_argument('--preset', default='quick')
+    ap.add_argument('--runs', default=None, help='a run cache (<out>/runs of `mer-nb reproduce`): read its fold records instead of timing')
+    ap.add_argument('--sample', type=int, default=2, help='folds timed per run (default 2)')
+    ap.add_argument('--seeds', default='0', help='seeds trained together per sampled fold (default 0); costs are per seed')
+    ap.add_argument('--epochs', default='5,15', help='the two short epoch counts timed and extrapolated from (default 5,15)')
+    ap.add_argument('--jobs', type=int, default=2, help='runs timed at once, one process each (default 2)')
+    ap.add_argument('--cores', type=int, default=os.cpu_count(), help="cores of the machine projected for (default: this one's)")
+    ap.add_argument('--project-seeds', type=int, default=5, help='seeds of the projected reproduction (default 5)')
+    a = ap.parse_args(argv)
+    os.environ['OMP_NUM_THREADS'] = '1'
+    sys.path.insert(0, str(ROOT))
+    from mer_nb.experiments import Experiment    # registers every method
+    from mer_nb.recipe import get_preset
+    from mer_nb.cv import make_folds
+    p = get_preset(a.preset)
+    seeds = [int(s) for s in a.seeds.split(',')]
+    epochs = tuple(int(e) for e in a.epochs.split(','))
+    rows = plan(p)
+    dss = {f: _dataset(a.data, p, f) for f in {r['faces'] for r in rows}}
+    first, uniq = {}, []
+    for r in rows:
+        r['key'] = _key(r, dss[r['faces']], p)
+        if r['key'] in first: r['shared'] = first[r['key']]
+        else: first[r['key']] = r['artefact']; uniq.append(r)
+    t0 = time.time()
+    if a.runs:
+        for r in uniq:
+            n = len(make_folds(dss[r['faces']].subjects, r['protocol'], r['k']))
+            r.update(from_records(r, Path(a.runs)/r['key'], n) or dict(folds=n, seed_core_s=float('nan')))
+        how = f'from the fold records in {a.runs}'
+    else:
+        with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(a.jobs, mp_context=mp.get_context('spawn')) as ex:
+            order = sorted(uniq, key=lambda r: (not r['augment'], r['method'] != 'ESAAT'))   # the longest first
+            futs = {id(r): ex.submit(measure, r, a.data, a.preset, a.sample, seeds, epochs, tmp) for r in order}
+            for r in uniq: r.update(futs[id(r)].result())
+        how = (f'timed: {a.sample} fold(s) per run x seeds {seeds}, at {epochs[0]} and {epochs[1]} epochs, extrapolated to '
+               f'{p.epochs} and to all folds ({time.time() - t0:.0f} s)')
+    print(f'# Cost of one seed, preset {p.name}, data {Path(a.data).name} ({how})\n')
+    print(f'| artefact | run | method | run key | folds | core-s / fold | core-s / seed | parallel | shared with |')
+    print('|---|---|---|---|---:|---:|---:|---:|---|')
+    per_art, wall = {}, 0.0
+    for r in rows:
+        u = next(x for x in uniq if x['key'] == r['key'])
+        shared = r.get('shared')
+        c = u.get('seed_core_s', float('nan'))
+        par = max(1, min(r['workers'], a.cores))
+        print(f"| {r['artefact']} | {r['row']} | {r['method']} | {r['key']} | {u['folds']} | {c / u['folds']:.1f} | "
+              f"{'(counted there)' if shared else f'{c:,.0f}'} | {par} | {shared or ''} |")
+        if not shared:
+            per_art[r['artefact']] = per_art.get(r['artefact'], 0.0) + c
+            wall += c * a.project_seeds / par
+    print('\n| artefact | core-s / seed | core-h / seed |')
+    print('|---|---:|---:|')
+    for art in ORDER:
+        v = per_art.get(art, 0.0)
+        print(f'| {art} | {v:,.0f} | {v / 3600:.2f} |' + (' (no training)' if art == 'fig1' else ''))
+    tot = sum(per_art.values())
+    print(f'| **all** | **{tot:,.0f}** | **{tot / 3600:.2f}** |')
+    print(f'\nprojected wall time of `mer-nb reproduce --preset {p.name} --data {Path(a.data).name} '
+          f'--seeds {",".join(map(str, range(a.project_seeds)))}` (all artefacts, training only) on {a.cores} core(s): '
+          f'{wall:,.0f} s = {_fmt_h(wall)}')
+
+
+if __name__ == '__main__':
+    main()
