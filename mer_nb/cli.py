@@ -21,6 +21,7 @@ from pathlib import Path
 import mer_nb
 from .core import MerError, atomic_write, environment_info, git_revision, write_json
 from .recipe import PRESETS, RECIPES, get_preset, gpu_estimate
+from .cv import training_code
 
 # %% auto #0
 __all__ = ['ARTEFACTS', 'experiments_dir', 'parse_only', 'parse_seeds', 'check_workers', 'check_writable', 'kernel_manager',
@@ -207,7 +208,7 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
         print(f'[mer-nb] artefact {i} of {len(names)}: {name} ({nb.name}) -> {adir}', flush=True)
         wall = run_notebook(nb, adir, params, log_output)
         write_json(adir/'run.json', {'artefact': name, 'notebook': str(nb), 'parameters': params, 'preset': asdict(p),
-                                     'seeds': seeds, 'git_revision': git_revision(nb.parent), **environment_info(), **({'device': device} if device else {}),
+                                     'seeds': seeds, 'git_revision': git_revision(nb.parent), 'training_code': training_code(), **environment_info(), **({'device': device} if device else {}),
                                      'wall_seconds': {name: round(wall, 1)}, 'command': ' '.join(sys.argv)})
         index[name] = (adir, wall)
         print(f'[mer-nb] artefact {i} of {len(names)}: {name} done in {wall:.0f} s; table: {adir/(name + ".md")}', flush=True)

@@ -33,7 +33,8 @@ from .train import SELECTIONS, select_epoch, train_fold
 from .foldpar import auto_fold_batch, can_batch, fast_adam, train_folds
 
 # %% auto #0
-__all__ = ['check_no_leak', 'make_folds', 'run_key', 'shard', 'record_paths', 'run_cv', 'collect_predictions']
+__all__ = ['TRAINING_MODULES', 'check_no_leak', 'make_folds', 'training_code', 'run_key', 'shard', 'record_paths', 'run_cv',
+           'collect_predictions']
 
 # %% ../nbs/13_cv.ipynb #9e114aba
 def check_no_leak(subjects, train_idx, test_idx, where: str = '') -> None:
@@ -79,6 +80,30 @@ def _explicit_kw(method: str, preset: Preset, model_kw: dict | None) -> dict:
     same = lambda a, b: (list(a) == list(b)) if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) else a == b
     return {k: v for k, v in model_kw.items() if not (k in defaults and same(v, defaults[k]))}
 
+TRAINING_MODULES = ('core', 'data', 'htnet', 'agent', 'recipe', 'train', 'foldpar', 'cv', 'baselines', 'esaat', 'diffusion')
+
+def _syntax(source: str) -> str:
+    "The syntax tree of Python `source` as text, without docstrings or comments: what the code does, not how it is told."
+    import ast
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, 'body', None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)): node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+@functools.lru_cache(maxsize=None)
+def training_code() -> str:
+    """A hash of the code that determines a fold record: the syntax of `TRAINING_MODULES` (`_syntax`: docstrings and
+    comments do not count) and the compiled Adam kernel's C source. It enters every run key, so records trained by other
+    code are never reused or mixed into a table: a changed trainer retrains."""
+    import mer_nb
+    pkg = Path(mer_nb.__file__).resolve().parent
+    h = hashlib.sha1()
+    for m in TRAINING_MODULES: h.update(_syntax((pkg/f'{m}.py').read_text()).encode())
+    for c in sorted((pkg/'kernels').glob('*.c')): h.update(c.read_bytes())
+    return h.hexdigest()[:12]
+
 def run_key(ds: MERDataset, preset: Preset, protocol: str, k: int, regime: str, model_kw: dict | None = None, method: str = 'HTNet',
             augment=None) -> str:
     """A short hash of everything that determines a run's results (except the fold and the seed). Model keyword arguments
@@ -86,7 +111,8 @@ def run_key(ds: MERDataset, preset: Preset, protocol: str, k: int, regime: str, 
     e.g. `pos_emb='scalar'` and no argument name the same run and share its folds."""
     spec = dict(method=method, preset={f: v for f, v in asdict(preset).items() if f not in ('workers', 'n_boot', 'synthetic', 'name', 'diffusion')
                                        and not (f == 'recipe' and v == 'ours')},   # our recipe: the keys from before it was a field
-                model_kw=_explicit_kw(method, preset, model_kw), protocol=protocol, k=k if protocol == 'kfold' else None, regime=regime, data=_fingerprint(ds))
+                model_kw=_explicit_kw(method, preset, model_kw), protocol=protocol, k=k if protocol == 'kfold' else None, regime=regime, data=_fingerprint(ds),
+                code=training_code())
     if getattr(METHODS.get(method), 'post_train', None) is not None: spec['post_train'] = repr(METHODS[method].post_train)
     if augment is not None: spec['augment'] = repr(augment)
     return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -60,13 +60,13 @@ def test_published_recipe_changes_exactly_its_fields():
         assert np.array_equal(method_inputs(m, ds_m, pub), method_inputs(m, ds_m, ours))
     assert shuffles(ours) and not shuffles(pub)
     assert RECIPES['ours']['landmarks'] is None and RECIPES['published']['landmarks'] == 'mtcnn'
-    # the run key: the recipe enters it; our recipe keeps the keys it had before the recipe was a field
+    # the run key: the recipe enters it; our recipe adds nothing to the key (which carries the training code, `cv.training_code`)
     k_o, k_p = (run_key(ds, p, 'loso', 5, 'full') for p in (ours, pub))
     assert k_o != k_p
     import hashlib
-    from mer_nb.cv import _fingerprint
+    from mer_nb.cv import _fingerprint, training_code
     old = dict(method='HTNet', preset={f: v for f, v in asdict(ours).items() if f not in ('workers', 'n_boot', 'synthetic', 'name', 'diffusion', 'recipe')},
-               model_kw={}, protocol='loso', k=None, regime='full', data=_fingerprint(ds))
+               model_kw={}, protocol='loso', k=None, regime='full', data=_fingerprint(ds), code=training_code())
     assert k_o == hashlib.sha1(json.dumps(old, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
