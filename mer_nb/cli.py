@@ -198,7 +198,7 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
     rank, world = shard()
     if world > 1: os.environ['MER_NB_RUNS'] = str((out/'runs').resolve())   # inherited by the notebook kernels
     if p.name == 'paper' and (size := _data_size(data, p)):
-        print(f'[mer-nb] estimate: {gpu_estimate(p, size[0], size[1], runs=len(seeds))}', flush=True)
+        print(f'[mer-nb] estimate: {gpu_estimate(p, size[0], size[1], seeds=len(seeds))}', flush=True)
     index, t0 = {}, time.time()
     for i, name in enumerate(names, 1):
         nb = experiments_dir()/f'{ARTEFACTS[name]}.ipynb'

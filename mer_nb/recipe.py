@@ -115,8 +115,8 @@ def class_weights(y: np.ndarray, mode: str | None):
 
 # %% ../nbs/10_recipe.ipynb #5d0c2b7e
 ASSUMED_FLOPS = 50e12
-ASSUMED = ('an assumed 50 TFLOP/s sustained (an H100 SXM in fp32 with TF32 matrix multiplies; peaks 67 TFLOP/s fp32, '
-           '495 dense TF32, 989 dense BF16)')
+ASSUMED = ('an assumed 50 TFLOP/s sustained (training runs in fp32; an H100 SXM peaks at 67 TFLOP/s in fp32, '
+           '495 in dense TF32, 989 in dense BF16)')
 
 def training_flops(preset: Preset, n_samples: int, n_folds: int, model_kw: dict | None = None) -> dict:
     "FLOPs of one seed of HTNet at `preset` over `n_folds` subject-wise folds of `n_samples`: per sample, training, testing, total."
@@ -126,10 +126,10 @@ def training_flops(preset: Preset, n_samples: int, n_folds: int, model_kw: dict 
     test = f * n_samples * preset.epochs                                          # every sample is tested once per epoch
     return dict(per_sample=f, train=train, test=test, total=train + test)
 
-def gpu_estimate(preset: Preset, n_samples: int, n_folds: int, runs: int = 1, flops_per_s: float = ASSUMED_FLOPS) -> str:
-    "One line: the GPU time of `runs` HTNet runs (one seed each) at `preset`, from its FLOPs, with the assumed throughput."
+def gpu_estimate(preset: Preset, n_samples: int, n_folds: int, seeds: int = 1, flops_per_s: float = ASSUMED_FLOPS) -> str:
+    "One line: the GPU time of one HTNet run (Table 1's) at `preset` for `seeds` seeds, from its FLOPs, with the assumed throughput."
     c = training_flops(preset, n_samples, n_folds)
-    sec = c['total'] * runs / flops_per_s
+    sec = c['total'] * seeds / flops_per_s
     return (f'preset {preset.name}: HTNet {c["per_sample"] / 1e6:.1f} MFLOP/sample x {n_samples} samples x {preset.epochs} epochs x '
-            f'{n_folds} folds x 3 (forward + backward) = {c["total"] / 1e15:.1f} PFLOP per run and seed; {runs} run(s): about '
-            f'{sec / 60:.0f} min of GPU time at {ASSUMED}')
+            f'{n_folds} folds x 3 (forward + backward) = {c["total"] / 1e15:.1f} PFLOP per seed of one HTNet run (Table 1\'s; '
+            f'the other tables train several more of its size); {seeds} seed(s): about {sec / 60:.0f} min of GPU time at {ASSUMED}')
