@@ -35,6 +35,11 @@ import numpy as np
 import torch
 
 
+def _equal(x: np.ndarray, y: np.ndarray) -> bool:
+    "Bit for bit equal arrays; NaN equals NaN (ESAAT's scores of removed sub-layers)."
+    return np.array_equal(x, y, equal_nan=x.dtype.kind in 'fc' and y.dtype.kind in 'fc')
+
+
 def _same(a: Path, b: Path) -> tuple[int, int, set]:
     "(records under `b` whose arrays all equal those under `a`, records, the fold_batch values seen under `b`)."
     same, n, fbs = 0, 0, set()
@@ -42,7 +47,7 @@ def _same(a: Path, b: Path) -> tuple[int, int, set]:
         with np.load(p) as r1, np.load(b / p.relative_to(a)) as r2:
             n += 1
             keys = set(r1.files) - {'seconds', 'fold_batch'}
-            same += keys == set(r2.files) - {'seconds', 'fold_batch'} and all(np.array_equal(r1[k], r2[k]) for k in keys)
+            same += keys == set(r2.files) - {'seconds', 'fold_batch'} and all(_equal(r1[k], r2[k]) for k in keys)
             fbs.add(int(r2['fold_batch']) if 'fold_batch' in r2.files else 1)
     return same, n, fbs
 
