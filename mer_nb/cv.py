@@ -238,6 +238,14 @@ def _fold_batch(fold_batch, jobs: list, workers: int, device: str) -> int:
         if can_batch(model): return 1
     return fb
 
+def _groups(jobs: list, fb: int, key=lambda j: j['regime']) -> list:
+    """The jobs in groups of at most `fb` trained as one batched computation: one `key` per group (the regime; folds
+    of every seed mix), larger training sets first, so a group's members have similar sizes (the same batch counts)."""
+    if fb <= 1: return [[j] for j in jobs]
+    by = {}
+    for j in sorted(jobs, key=lambda j: -len(j['train'])): by.setdefault(key(j), []).append(j)
+    return [g[i:i + fb] for g in by.values() for i in range(0, len(g), fb)]
+
 def shard() -> tuple[int, int]:
     "(rank, world size) of this process under `torchrun` (from $RANK and $WORLD_SIZE); (0, 1) otherwise."
     try: rank, world = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
@@ -356,11 +364,7 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
         for j in jobs: j['rank'] = rank
     if done and jobs and progress: print(f'resuming: {len(done)} of {len(paths)} fold runs already on disk')
     fb = _fold_batch(fold_batch, jobs, workers * world, device)    # 'auto' leaves every rank and worker a share
-    groups = [[j] for j in jobs]
-    if fb > 1:    # same regime per group, any seeds, `fb` jobs each; similar training-set sizes together (same batch counts)
-        by = {}
-        for j in sorted(jobs, key=lambda j: -len(j['train'])): by.setdefault(j['regime'], []).append(j)
-        groups = [g[i:i + fb] for g in by.values() for i in range(0, len(g), fb)]
+    groups = _groups(jobs, fb)
     bar = tqdm(total=len(jobs), desc=f'{method} {protocol} folds' + (f' ({fb} at a time)' if fb > 1 else ''), disable=not progress or not jobs)
     if workers > 1 and len(groups) > 1 and device == 'cpu':
         with ProcessPoolExecutor(min(workers, len(groups)), mp_context=mp.get_context('spawn'), initializer=_init_worker,
