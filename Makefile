@@ -18,7 +18,7 @@ SYNC_TMP := $(shell mktemp -u /tmp/mer_nb_sync.XXXXXX)
 # Package files nbdev does not write: the Adam kernel's C source, and the link that ships nbs/experiments as mer_nb/notebooks
 PKG_DATA := mer_nb/kernels mer_nb/notebooks
 
-.PHONY: setup browser test docs reproduce bench export sync-check clean
+.PHONY: notebooks setup browser test docs reproduce bench export sync-check clean
 
 setup: $(VENV)/.installed
 
@@ -68,3 +68,7 @@ bench: setup
 
 clean:
 	rm -rf reports runs .pytest_cache _site
+
+# Execute the library notebooks in place so that they are committed with their outputs and figures (docs/execute.py).
+notebooks: setup
+	OMP_NUM_THREADS=2 $(BIN)/python docs/execute.py && $(BIN)/nbdev_clean
