@@ -19,7 +19,7 @@ from .core import MerError, atomic_write
 from .data import MERDataset
 from .sources import find_dataset, open_dataset
 from .metrics import compare_arms, score_predictions
-from .htnet import HTNet, PAPER_CONFIG, count_flops, count_params
+from .htnet import HTNet, PAPER_CONFIG, count_flops, count_params, tokens_per_block
 from .recipe import RECIPES, Preset, get_method, get_preset, method_inputs, shuffles
 from .train import SELECTIONS
 from .cv import run_cv
@@ -32,8 +32,8 @@ from .report import (DATASET_NAMES, Result, bar_chart, comparisons_md, confusion
 # %% auto #0
 __all__ = ['REPORTED', 'NOT_REPORTED', 'NOT_REPORTED_RUN', 'TABLE1_METHODS', 'TABLE1_ORDER', 'SINGLE_FIT', 'SCORE_COLS',
            'POS_NAMES', 'ATTENDING', 'FIG1_INPUTS', 'AUG_VARIANTS', 'AUG_METHODS', 'AUG_COLS', 'runs_dir', 'Experiment',
-           'reported_rows', 'not_reported_rows', 'table1', 'model_configs', 'model_config', 'tokens_per_block',
-           'config_label', 'model_cost', 'table4', 'cpu_latency_ms', 'table5', 'fig1', 'augmentation_runs', 'table3',
+           'reported_rows', 'not_reported_rows', 'table1', 'model_configs', 'model_config', 'config_label',
+           'model_cost', 'table4', 'cpu_latency_ms', 'table5', 'fig1', 'augmentation_runs', 'table3',
            'table2_data_line', 'table2']
 
 # %% ../nbs/18_experiments.ipynb #fc800cb7
@@ -243,11 +243,6 @@ def model_configs(preset: Preset, attending: dict | None = None) -> dict:
 def model_config(preset: Preset, **overrides) -> dict:
     "The HTNet keyword arguments of a preset, overridden."
     return {**preset.model, **overrides}
-
-def tokens_per_block(cfg: dict) -> int:
-    "Tokens in one attention block of an HTNet configuration."
-    fmap = cfg['image_size'] // cfg['patch_size']
-    return (fmap // 2 ** (cfg['num_hierarchies'] - 1)) ** 2
 
 def config_label(cfg: dict) -> str:
     return (f"{cfg['image_size']}/{cfg['patch_size']}, {cfg['num_hierarchies']} levels, dim {cfg['dim']}, "

@@ -20,7 +20,8 @@ from .agent import AgentAttention
 # %% auto #0
 __all__ = ['PAPER_CONFIG', 'ChannelNorm', 'PreNorm', 'FeedForward', 'Attention', 'Removed', 'Transformer', 'Aggregate',
            'use_fast_path', 'set_fast_path', 'to_blocks', 'from_blocks', 'HTNet', 'has_hooks', 'reference_path',
-           'patch_tokens', 'Im2col3', 'blocks_last', 'unblocks_last', 'forward_fast', 'count_params', 'count_flops']
+           'patch_tokens', 'Im2col3', 'blocks_last', 'unblocks_last', 'forward_fast', 'count_params', 'count_flops',
+           'tokens_per_block']
 
 # %% ../nbs/09_htnet.ipynb #8456c693
 class ChannelNorm(nn.Module):
@@ -321,3 +322,9 @@ def count_flops(model: nn.Module, batch: int = 1, fast: bool = False) -> int:
         else:
             with reference_path(model): model.eval()(x)
     return fc.get_total_flops()
+
+# %% ../nbs/09_htnet.ipynb #8c98e129
+def tokens_per_block(cfg: dict) -> int:
+    "Tokens in one attention block of an HTNet configuration (the same at every level)."
+    fmap = cfg['image_size'] // cfg['patch_size']
+    return (fmap // 2 ** (cfg['num_hierarchies'] - 1)) ** 2
