@@ -22,14 +22,15 @@ import mer_nb
 from .core import MerError, atomic_write, environment_info, git_revision, write_json
 from .recipe import PRESETS, RECIPES, get_preset, gpu_estimate
 from .cv import training_code
+from .report import RESULT_SUFFIXES, publish, update_readme
 
 # %% auto #0
-__all__ = ['ARTEFACTS', 'experiments_dir', 'parse_only', 'parse_seeds', 'check_workers', 'check_writable', 'kernel_manager',
-           'run_notebook', 'check_device', 'reproduce', 'Stopped', 'end_children', 'stop_on_signals', 'parser',
-           'error_line', 'main']
+__all__ = ['ARTEFACTS', 'RESERVED_PARAMS', 'experiments_dir', 'parse_only', 'parse_seeds', 'check_workers', 'parse_params',
+           'notebook_params', 'check_writable', 'kernel_manager', 'run_notebook', 'check_device', 'reproduce',
+           'Stopped', 'end_children', 'stop_on_signals', 'parser', 'error_line', 'main']
 
 # %% ../nbs/20_cli.ipynb #74c42d4f
-ARTEFACTS = {'table1': 'table1_sota'}   # artefact -> experiment notebook (nbs/experiments/, shipped as mer_nb/notebooks/)
+ARTEFACTS = {'table1': 'table1_sota', 'noise': 'noise_floor'}   # artefact -> experiment notebook (nbs/experiments/, shipped as mer_nb/notebooks/)
 ARTEFACTS.update(table4='table4_lape', table5='table5_esaat', fig1='fig1_complexity')   # LAPE, ESAAT, cost (15_esaat)
 ARTEFACTS.update(table2='table2_kfold', table3='table3_diffusion')   # diffusion augmentation (16_diffusion)
 
@@ -68,6 +69,26 @@ def check_workers(workers, option: str = '--workers'):
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise MerError(f"{option} {workers}: must be an integer >= 1 (or left out: the preset's)")
     return workers
+
+RESERVED_PARAMS = ('preset', 'data', 'out', 'seeds', 'workers', 'device', 'overrides')   # set by reproduce's own options
+
+def parse_params(items, option: str = '--param') -> dict:
+    """Notebook parameters from ['NAME=VALUE', ...]: VALUE read as JSON (a list, number, null...), else kept as a string."""
+    import json
+    out = {}
+    for it in items or []:
+        name, eq, value = str(it).partition('=')
+        name = name.strip()
+        if not eq or not name.isidentifier(): raise MerError(f'{option} {it}: expected NAME=VALUE, e.g. configs=\'["preset"]\'')
+        if name in RESERVED_PARAMS: raise MerError(f'{option} {name}: set by reproduce itself (use --{name})')
+        try: out[name] = json.loads(value)
+        except ValueError: out[name] = value
+    return out
+
+def notebook_params(nb: Path) -> set[str]:
+    "The names in an experiment notebook's parameters cell (papermill's reading of it)."
+    import papermill as pm
+    return set(pm.inspect_notebook(str(nb)))
 
 def check_writable(path, option: str, folder: bool = False) -> Path:
     """`path` as a Path once a file (`folder=True`: a folder) can be written there: it is not the other kind, and a file
@@ -171,13 +192,15 @@ def _data_size(data, p) -> tuple[int, int] | None:
 
 def _written(adir: Path) -> list[str]:
     "The files of an artefact folder worth listing: table, figures, CSVs, run.json, the executed notebook."
-    keep = ('.md', '.png', '.csv', '.json', '.ipynb')
-    return sorted((f.name for f in adir.iterdir() if f.is_file() and f.suffix in keep), key=lambda n: (not n.endswith('.md'), n))
+    return sorted((f.name for f in adir.iterdir() if f.is_file() and f.suffix in RESULT_SUFFIXES), key=lambda n: (not n.endswith('.md'), n))
 
 def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=None, workers: int | None = None,
-              log_output: bool = True, extra: dict | None = None, device: str | None = None, overrides: dict | None = None) -> Path:
-    """Run the experiment notebooks for `only` (default: all) with papermill; returns `out`. `extra`: more notebook parameters;
-    `device`: where folds train (None: CUDA when available); `overrides`: preset fields changed in every notebook.
+              log_output: bool = True, extra: dict | None = None, device: str | None = None, overrides: dict | None = None,
+              results=None) -> Path:
+    """Run the experiment notebooks for `only` (default: all) with papermill; returns `out`. `extra`: more notebook parameters
+    (each given to the notebooks that declare it; one that none of them declares is an error); `device`: where folds train
+    (None: CUDA when available); `overrides`: preset fields changed in every notebook; `results`: a folder into which each
+    finished artefact is also published (`report.publish`: the files worth committing, predictions gzipped).
     Every option is checked before the first notebook starts. Under `torchrun` every rank runs the notebooks; `run_cv`
     shares the folds out among the ranks through the common run cache `<out>/runs` ($MER_NB_RUNS); rank 0 writes the
     artefacts to `<out>/<name>`, the other ranks to `<out>/<name>/rank<r>` (the same tables, read from the same fold records)."""
@@ -193,8 +216,15 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
     seeds = parse_seeds(seeds)
     check_workers(workers)
     if data is not None and not Path(data).exists(): raise MerError(f'--data {data}: no such folder')
+    extra = dict(extra or {})
+    declared = {n: notebook_params(experiments_dir()/f'{ARTEFACTS[n]}.ipynb') for n in names}
+    unknown = [k for k in extra if not any(k in d for d in declared.values())]
+    if unknown: raise MerError(f'--param {unknown[0]}: not a parameter of {", ".join(ARTEFACTS[n] + ".ipynb" for n in names)}')
     out = check_writable(out, '--out', folder=True)
     for name in names: check_writable(out/name, '--out', folder=True)      # an artefact folder that is a file
+    if results is not None:
+        results = check_writable(results, '--results', folder=True)
+        for name in names: check_writable(results/name, '--results', folder=True)
     rank, world = shard()
     if world > 1: os.environ['MER_NB_RUNS'] = str((out/'runs').resolve())   # inherited by the notebook kernels
     if p.name == 'paper' and (size := _data_size(data, p)):
@@ -204,13 +234,15 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
         nb = experiments_dir()/f'{ARTEFACTS[name]}.ipynb'
         adir = out/name if rank == 0 else out/name/f'rank{rank}'
         params = dict(preset=p.name, data=None if data is None else str(Path(data).resolve()), out=str(adir.resolve()),
-                      seeds=seeds, workers=workers, device=device, overrides=overrides or None, **(extra or {}))
+                      seeds=seeds, workers=workers, device=device, overrides=overrides or None,
+                      **{k: v for k, v in extra.items() if k in declared[name]})
         print(f'[mer-nb] artefact {i} of {len(names)}: {name} ({nb.name}) -> {adir}', flush=True)
         wall = run_notebook(nb, adir, params, log_output)
         write_json(adir/'run.json', {'artefact': name, 'notebook': str(nb), 'parameters': params, 'preset': asdict(p),
                                      'seeds': seeds, 'git_revision': git_revision(nb.parent), 'training_code': training_code(), **environment_info(), **({'device': device} if device else {}),
                                      'wall_seconds': {name: round(wall, 1)}, 'command': ' '.join(sys.argv)})
         index[name] = (adir, wall)
+        if results is not None and rank == 0: publish(adir, results/name)
         print(f'[mer-nb] artefact {i} of {len(names)}: {name} done in {wall:.0f} s; table: {adir/(name + ".md")}', flush=True)
     lines = [f'# mer-nb reproduce: preset {p.name}, {len(index)} artefact(s) in {time.time() - t0:.0f} s', '']
     for name, (adir, wall) in index.items():
@@ -284,7 +316,7 @@ def parser() -> argparse.ArgumentParser:
     kw = dict(formatter_class=_Formatter, parents=[common])
     ap = _Parser(prog='mer-nb', description="Micro-expression recognition: reproduce the paper's tables and figures.", **kw)
     ap.add_argument('--version', action='version', version=f'%(prog)s {mer_nb.__version__}')
-    sub = ap.add_subparsers(dest='cmd', required=True, metavar='{reproduce,train,predict,data}')
+    sub = ap.add_subparsers(dest='cmd', required=True, metavar='{reproduce,results,train,predict,data}')
     r = sub.add_parser('reproduce', help='run the experiment notebooks with papermill', **kw)
     r.add_argument('--preset', default='quick', choices=list(PRESETS), help='training budget: smoke (plumbing only), quick, paper')
     r.add_argument('--data', default=None, help='dataset folder (MEGC2019 composite layout); default: the embedded synthetic set')
@@ -295,6 +327,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument('--device', default=None, help='where folds train: cpu, cuda or cuda:N (default: CUDA when available, else the CPU)')
     r.add_argument('--recipe', default=None, choices=list(RECIPES), help="input recipe: ours, or published (the published HTNet code's: "
                    "0-255 BGR inputs, MTCNN crops with x as the row, no shuffling; Tables 2 and 3 are left out) (default: the preset's)")
+    r.add_argument('--param', action='append', default=None, metavar='NAME=VALUE',
+                   help='a further notebook parameter, VALUE as JSON (repeatable), given to the notebooks that declare it; '
+                        'e.g. --param configs=\'["preset"]\' (Table 4 without its attending rows) or --param seeds_b=[5,6,7,8,9]')
+    r.add_argument('--results', default=None, help='also publish each finished artefact here (tables, figures, run.json, '
+                   'executed notebook, gzipped predictions): the folder to commit')
+    rs = sub.add_parser('results', help="summarise a results folder (composite UF1 under `last`, comparisons) for the README", **kw)
+    rs.add_argument('path', help='the results folder (one subfolder per artefact, as `reproduce --results` writes it)')
+    rs.add_argument('--readme', default=None, help='write the summary into this file between its results markers (default: print it)')
+    rs.add_argument('--check', action='store_true', help='with --readme: write nothing, exit 1 when the file does not hold the summary')
     t = sub.add_parser('train', help='train HTNet on all samples of a dataset and save its weights (mer_nb.predict)', **kw)
     t.add_argument('--data', default='synthetic', help='synthetic, a composite folder, or a CAS(ME)^3 label CSV (or the folder holding it)')
     t.add_argument('--preset', default='quick', choices=list(PRESETS), help='training budget: smoke (plumbing only), quick, paper')
@@ -328,7 +369,17 @@ def error_line(e: BaseException) -> str:
 def _run(a) -> int:
     if a.cmd == 'reproduce':
         reproduce(a.preset, a.data, a.only, a.out, parse_seeds(a.seeds), a.workers, device=a.device,
-                  overrides={'recipe': a.recipe} if a.recipe else None)
+                  overrides={'recipe': a.recipe} if a.recipe else None, extra=parse_params(a.param), results=a.results)
+    elif a.cmd == 'results':
+        from mer_nb.report import results_summary
+        if not Path(a.path).is_dir(): raise MerError(f'{a.path}: no such folder')
+        if a.readme is None:
+            if a.check: raise MerError('--check needs --readme')
+            print(results_summary(a.path, list(ARTEFACTS)), end='')
+            return 0
+        same = update_readme(a.readme, a.path, list(ARTEFACTS), check=a.check)
+        if a.check and not same: print(f'mer-nb results: {a.readme} does not show {a.path}: run `mer-nb results {a.path} --readme {a.readme}`')
+        return 1 if a.check and not same else 0
     elif a.cmd == 'train':
         from mer_nb.predict import train_command
         check_writable(a.save, '--save')

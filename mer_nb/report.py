@@ -11,13 +11,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import CLASSES, atomic_write
+from .core import CLASSES, MerError, atomic_write
 from .metrics import plot_confusion
 from .train import LEAKY
 
 # %% auto #0
-__all__ = ['DATASET_NAMES', 'COMPARISONS_NOTE', 'render_table', 'bar_chart', 'chance_line', 'save_figure', 'uf1_bars',
-           'confusion_grid', 'render_aug', 'quality_md', 'sample_grid', 'comparisons_md', 'Result', 'write_result']
+__all__ = ['DATASET_NAMES', 'COMPARISONS_NOTE', 'RESULT_SUFFIXES', 'README_START', 'README_END', 'render_table', 'bar_chart',
+           'chance_line', 'save_figure', 'uf1_bars', 'confusion_grid', 'render_aug', 'quality_md', 'sample_grid',
+           'comparisons_md', 'Result', 'write_result', 'publish', 'artefact_summary', 'results_summary',
+           'update_readme']
 
 # %% ../nbs/17_report.ipynb #392ef9c0
 DATASET_NAMES = {'composite': 'Composite', 'smic': 'SMIC', 'samm': 'SAMM', 'casme2': 'CASME II', 'synthetic': 'Synthetic',
@@ -181,3 +183,95 @@ def write_result(out, res: Result, scores: pd.DataFrame | None = None, predictio
     if predictions and res.predictions is not None: atomic_write(out/f'{res.name}_predictions.csv', res.predictions.to_csv(index=False))
     atomic_write(out/f'{res.name}.md', res.markdown + '\n')
     return res
+
+# %% ../nbs/17_report.ipynb #b0c1e002
+RESULT_SUFFIXES = ('.md', '.png', '.csv', '.json', '.ipynb')
+README_START = '<!-- results:start (generated from results/ by `mer-nb results results --readme README.md`; do not edit) -->'
+README_END = '<!-- results:end -->'
+
+def _gzip_bytes(data: bytes) -> bytes:
+    "gzip of `data` with no name and no time stamp: the same bytes for the same content."
+    import gzip, io
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode='wb', mtime=0, filename='') as g: g.write(data)
+    return buf.getvalue()
+
+def publish(adir, dest) -> list[Path]:
+    """Copy an artefact folder's files worth committing (`RESULT_SUFFIXES`) from `adir` into `dest`, the per-sample
+    predictions (`*_predictions.csv`) gzipped; the files of `dest` that `adir` no longer makes are removed. Returns the written paths."""
+    adir, dest = Path(adir), Path(dest)
+    src = sorted(f for f in adir.iterdir() if f.is_file() and f.suffix in RESULT_SUFFIXES)
+    if not src: raise MerError(f'{adir}: no artefact files to publish')
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for f in src:
+        data = f.read_bytes()
+        name = f.name
+        if name.endswith('_predictions.csv'): data, name = _gzip_bytes(data), name + '.gz'
+        atomic_write(dest/name, data)
+        written.append(dest/name)
+    for old in dest.iterdir():
+        if old.is_file() and old not in written: old.unlink()
+    return written
+
+def _uf1_cell(r) -> str:
+    sd = '' if pd.isna(r.get('std', np.nan)) else f' ± {r["std"]:.3f}'
+    ci = '' if pd.isna(r.get('ci_low', np.nan)) else f' [{r.ci_low:.3f}, {r.ci_high:.3f}]'
+    return f'{r.value:.3f}{sd}{ci}'
+
+def artefact_summary(adir) -> str:
+    "One artefact's block of the results summary: its title, how it was run, composite UF1 under `last` per row, its comparisons."
+    import json
+    adir = Path(adir)
+    run = json.loads((adir/'run.json').read_text())
+    name = run['artefact']
+    md = (adir/f'{name}.md').read_text()
+    title = md.split('\n', 1)[0].lstrip('# ').strip()
+    secs = sum(run.get('wall_seconds', {}).values())
+    lines = [f'### {title}', '',
+             f'`{name}`: preset `{run["preset"]["name"]}`, seeds {run["seeds"]}, training code `{str(run.get("training_code", "?"))[:12]}`, '
+             f'{secs / 3600:.1f} h of wall time; '
+             f'full table, figures and per-sample predictions: [`results/{name}/`](results/{name}/{name}.md).', '']
+    sc = pd.read_csv(adir/f'{name}.csv')
+    if {'dataset', 'metric', 'selection'} <= set(sc.columns):
+        sc = sc[(sc.dataset == 'composite') & (sc.metric == 'UF1') & (sc.selection == 'last') & sc.run.isin(['ours', 'seed ensemble'])]
+    else: sc = sc.iloc[:0]
+    if len(sc):
+        ids = [c for c in ('config', 'method') if c in sc.columns and sc[c].notna().any()]
+        t = pd.DataFrame({**{c: sc[c] for c in ids}, 'run': sc.run, 'composite UF1 (last)': sc.apply(_uf1_cell, axis=1),
+                          'seeds': sc.n_seeds.map(lambda n: '' if pd.isna(n) else int(n))})
+        lines += [t.to_markdown(index=False, disable_numparse=True), '']
+    cf = adir/'comparisons.csv'
+    if cf.is_file():
+        c = pd.read_csv(cf)
+        c = c[c.dataset == 'composite']
+        if len(c):
+            by = [k for k in ('config',) if k in c.columns]
+            t = pd.DataFrame({**{k: c[k] for k in by}, 'comparison (b vs a)': c.comparison,
+                              'b - a [95%]': [f'{d:+.3f} [{lo:+.3f}, {hi:+.3f}]' for d, lo, hi in zip(c['diff'], c.ci_low, c.ci_high)],
+                              'p': c.p.map('{:.3f}'.format), 'Holm p': c.p_holm.map('{:.3f}'.format), 'verdict': c.verdict})
+            lines += ['Comparisons (composite UF1 under `last`; paired over subjects; Holm over the table\'s family, '
+                      'which also holds the per-dataset rows of the full table):', '', t.to_markdown(index=False, disable_numparse=True), '']
+    return '\n'.join(lines).rstrip() + '\n'
+
+def results_summary(results, order=()) -> str:
+    "The results block of the README: every artefact folder of `results` that has a `run.json` (in `order` first), summarised."
+    results = Path(results)
+    dirs = [d for d in results.iterdir() if (d/'run.json').is_file()] if results.is_dir() else []
+    rank = {n: i for i, n in enumerate(order)}
+    dirs.sort(key=lambda d: (rank.get(d.name, len(rank)), d.name))
+    if not dirs: return 'No committed results yet.\n'
+    return '\n'.join(artefact_summary(d) for d in dirs)
+
+def update_readme(readme, results, order=(), check: bool = False) -> bool:
+    """Write `results_summary(results)` between the README's markers (`README_START`, `README_END`); with `check`, write
+    nothing. Returns whether the README already held that summary."""
+    readme = Path(readme)
+    text = readme.read_text(encoding='utf-8')
+    if README_START not in text or README_END not in text:
+        raise MerError(f'{readme}: no results block (the lines {README_START!r} and {README_END!r})')
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    new = head + README_START + '\n\n' + results_summary(results, order) + '\n' + README_END + tail
+    if not check and new != text: atomic_write(readme, new)
+    return new == text

@@ -66,3 +66,25 @@ def test_cli_bad_data_is_one_line(tmp_path):
     r = subprocess.run([str(Path(sys.executable).parent / 'mer-nb'), 'reproduce', '--data', str(tmp_path / 'nope'), '--out', str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'no such folder' in r.stderr, r.stderr
+
+
+def test_noise_floor_published(tmp_path):
+    "The noise-floor artefact through the CLI with --param and --results: two disjoint seed sets, the test, the published files, the summary."
+    out, res = tmp_path / 'out', tmp_path / 'results'
+    from mer_nb.cli import main
+    assert main(['reproduce', '--preset', 'smoke', '--only', 'noise', '--seeds', '0,1', '--param', 'seeds_b=[3,4]',
+                 '--out', str(out), '--results', str(res)]) == 0
+    a = out / 'noise'
+    seeds = pd.read_csv(a / 'noise_seeds.csv')
+    assert sorted(set(seeds.seed)) == [0, 1, 3, 4] and seeds.UF1.between(0, 1).all()
+    agree = pd.read_csv(a / 'noise_agreement.csv')
+    assert len(agree) == 6 and agree.agreement.between(0, 1).all() and set(agree.pair) == {'within a set', 'across sets'}
+    c = pd.read_csv(a / 'comparisons.csv')
+    assert c.comparison.iloc[0].startswith('noise floor') and c.n_seeds.iloc[0] == 2
+    md = (a / 'noise.md').read_text()
+    assert 'seeds [0, 1]' in md and 'seeds [3, 4]' in md and 'Agreement of two seeds' in md
+    assert sorted(f.name for f in (res / 'noise').iterdir()) == sorted(
+        ['comparisons.csv', 'noise.csv', 'noise.md', 'noise.png', 'noise_agreement.csv', 'noise_floor.ipynb',
+         'noise_predictions.csv.gz', 'noise_seeds.csv', 'run.json'])
+    assert json.loads((res / 'noise' / 'run.json').read_text())['parameters']['seeds_b'] == [3, 4]
+    assert main(['results', str(res)]) == 0
