@@ -30,11 +30,11 @@ from .report import (DATASET_NAMES, Result, bar_chart, comparisons_md, confusion
                            sample_grid, save_figure, uf1_bars, write_result)
 
 # %% auto #0
-__all__ = ['PAPER_PROTOCOL', 'REPORTED', 'NOT_REPORTED', 'NOT_REPORTED_RUN', 'TABLE1_METHODS', 'TABLE1_ORDER', 'SINGLE_FIT',
-           'SCORE_COLS', 'POS_NAMES', 'ATTENDING', 'FIG1_INPUTS', 'AUG_VARIANTS', 'AUG_METHODS', 'AUG_COLS', 'runs_dir',
-           'Experiment', 'reported_rows', 'not_reported_rows', 'table1', 'seed_agreement', 'noise_floor',
-           'model_configs', 'model_config', 'config_label', 'model_cost', 'table4', 'cpu_latency_ms', 'table5', 'fig1',
-           'augmentation_runs', 'table3', 'table2_data_line', 'table2']
+__all__ = ['PAPER_PROTOCOL', 'REPORTED', 'NOT_REPORTED', 'NOT_REPORTED_RUN', 'PAPER_METHOD', 'TABLE1_METHODS', 'TABLE1_ORDER',
+           'SINGLE_FIT', 'SCORE_COLS', 'POS_NAMES', 'ATTENDING', 'FIG1_INPUTS', 'AUG_VARIANTS', 'AUG_METHODS',
+           'AUG_COLS', 'runs_dir', 'Experiment', 'reported_rows', 'not_reported_rows', 'paper_method_run', 'table1',
+           'seed_agreement', 'noise_floor', 'model_configs', 'model_config', 'config_label', 'model_cost', 'table4',
+           'cpu_latency_ms', 'table5', 'fig1', 'augmentation_runs', 'table3', 'table2_data_line', 'table2']
 
 # %% ../nbs/18_experiments.ipynb #fc800cb7
 def runs_dir(out, runs=None) -> Path:
@@ -180,9 +180,24 @@ def not_reported_rows(methods=tuple(NOT_REPORTED), datasets=('composite', 'smic'
     return pd.DataFrame([dict(method=m, selection='', run=NOT_REPORTED_RUN, protocol='loso', dataset=d, metric=k, value=np.nan,
                               source=NOT_REPORTED[m]) for m in methods for d in datasets for k in ('UF1', 'UAR')])
 
+# %% ../nbs/18_experiments.ipynb #a2b3c4d5
+PAPER_METHOD = 'HTNet+LAPE+ESAAT+diffusion'   # the paper's own method, its Table 1 "Ours"
+
+def _on_device(exp: Experiment, diffusion: dict | None) -> dict:
+    "The diffusion overrides, with the experiment's device (when it names one) for the DDPM too; not part of the run key."
+    return {**({'device': exp.device} if exp.device else {}), **(diffusion or {})}
+
+def paper_method_run(exp: Experiment, dataset: MERDataset | None = None, diffusion: dict | None = None) -> pd.DataFrame:
+    """Predictions of the paper's method (`PAPER_METHOD`): ESAAT on HTNet+LAPE, trained with diffusion samples from a DDPM
+    fitted on each fold's training subjects. The same run (one run key) as Table 3's augmented HTNet+LAPE+ESAAT row."""
+    if exp.preset.recipe != 'ours':   # the DDPM models inputs in [0, 1]
+        raise MerError(f"{PAPER_METHOD} trains with diffusion augmentation, which runs on our input recipe only, not {exp.preset.recipe!r}")
+    aug = DiffusionAugment.for_preset(exp.preset, cache=exp.runs/'diffusion', **_on_device(exp, diffusion))
+    return exp.run('ESAAT', {'pos_emb': 'lape'}, augment=aug, dataset=dataset).assign(method=PAPER_METHOD)
+
 # %% ../nbs/18_experiments.ipynb #0b95cb06
 TABLE1_METHODS = ('HTNet',) + BASELINES   # the run methods of Table 1, in the table's order
-TABLE1_ORDER = ('LBP-TOP', 'Bi-WOOF', 'OFF-ApexNet', 'STSTNet', 'MobileViT', 'MMNet', 'Micron-BERT', 'HSTA', 'HTNet')
+TABLE1_ORDER = ('LBP-TOP', 'Bi-WOOF', 'OFF-ApexNet', 'STSTNet', 'MobileViT', 'MMNet', 'Micron-BERT', 'HSTA', 'HTNet', PAPER_METHOD)
 SINGLE_FIT = 'single fit (last = best-on-test)'
 SCORE_COLS = ['method', 'selection', 'run', 'protocol', 'dataset', 'metric', 'value', 'std', 'n_seeds', 'n_samples', 'ci_low', 'ci_high']
 
@@ -195,30 +210,36 @@ def _order_table1(scores: pd.DataFrame) -> pd.DataFrame:
     return scores.assign(_k=key).sort_values('_k', kind='stable').drop(columns='_k').reset_index(drop=True)
 
 def table1(exp: Experiment, methods=None) -> Result:
-    "Table 1 (HTNet and the baselines; `methods`: default all): table1.csv/.md, table1_predictions.csv, table1_confusion.png, table1_uf1.png."
-    methods = list(TABLE1_METHODS if methods is None else methods)
-    specs = {m: get_method(m) for m in methods}            # unknown names fail here, before any training
+    """Table 1 (HTNet, the baselines and the paper's method; `methods`: default all, the paper's method on our input recipe only):
+    table1.csv/.md, table1_predictions.csv, table1_confusion.png, table1_uf1.png."""
+    methods = list(TABLE1_METHODS + ((PAPER_METHOD,) if exp.preset.recipe == 'ours' else ()) if methods is None else methods)
+    specs = {m: get_method(m) for m in methods if m != PAPER_METHOD}   # unknown names fail here, before any training
     p, out = exp.preset, exp.out
     ds = exp.dataset(faces=bool(USES_FACES & set(methods)))
     no_faces = ds if ds.faces is None else replace(ds, faces=None)
     preds, inputs = [], {}
-    for m in methods:
+    for m in specs:
         dm = ds if m in USES_FACES else no_faces
         sk = specs[m].kind == 'sklearn'
         kw = {'class_weight': p.class_weight} if sk and p.class_weight else None
         preds.append(exp.run(m, kw, dataset=dm, workers=1 if sk else None))
         inputs[m] = describe_input(m, dm)
+    if PAPER_METHOD in methods:
+        preds.append(paper_method_run(exp, no_faces))
+        inputs[PAPER_METHOD] = describe_input('HTNet', no_faces) + '; + generated samples of a DDPM fitted per fold on its training subjects'
     preds = pd.concat(preds, ignore_index=True)
     scores = exp.score(preds, ['method', 'selection']).assign(run='ours', protocol=exp.protocol)
-    if 'HTNet' in methods: scores = pd.concat([scores, exp.ensemble(preds[preds.method == 'HTNet'], ['method']).assign(protocol=exp.protocol)], ignore_index=True)
+    ens = preds[preds.method.isin(['HTNet', PAPER_METHOD])]
+    if len(ens): scores = pd.concat([scores, exp.ensemble(ens, ['method']).assign(protocol=exp.protocol)], ignore_index=True)
     if set(ds.datasets) & {'smic', 'samm', 'casme2'} and exp.protocol == 'loso':
         scores = pd.concat([scores, reported_rows(tuple(_PUBLISHED)), not_reported_rows()], ignore_index=True)
     cols = SCORE_COLS + ['source', 'input']
     scores = _order_table1(scores.assign(input=scores.method.map(inputs).where(scores.run == 'ours')).reindex(columns=cols))
-    sk_methods = [m for m in methods if specs[m].kind == 'sklearn']
+    sk_methods = [m for m in specs if specs[m].kind == 'sklearn']
     shown = scores[~(scores.method.isin(sk_methods) & (scores.run == 'ours') & (scores.selection != 'last'))].copy()
     shown.loc[shown.method.isin(sk_methods) & (shown.run == 'ours'), 'selection'] = SINGLE_FIT
-    notes = ['**Inputs** (what each run method consumed here):'] + [f'- {m} ({REFERENCES.get(m, specs[m].reference)}): {inputs[m]}' for m in methods]
+    refs = {PAPER_METHOD: "the paper's method: HTNet+LAPE, ESAAT (`15_esaat`), diffusion augmentation (`16_diffusion`); Table 3's augmented run"}
+    notes = ['**Inputs** (what each run method consumed here):'] + [f'- {m} ({refs.get(m) or REFERENCES.get(m, specs[m].reference)}): {inputs[m]}' for m in methods]
     if sk_methods:
         notes.append(f'{" and ".join(sk_methods)}: linear SVM fitted once per fold, so `last` and `best-on-test` are the same '
                      f'predictions (shown once, as `{SINGLE_FIT}`; both rows are in table1.csv).')
@@ -229,7 +250,8 @@ def table1(exp: Experiment, methods=None) -> Result:
     md = '\n\n'.join([render_table(shown, '# Table 1: comparison with the state of the art\n\n' + exp.protocol_line(ds, artefact='table1')),
                        '\n'.join(notes[:len(methods) + 1])] + notes[len(methods) + 1:])
     res = Result('table1', scores, md, preds)
-    comps = [{'name': f'HTNet vs {m}', 'a': {'method': m}, 'b': {'method': 'HTNet'}} for m in methods if m != 'HTNet' and 'HTNet' in methods]
+    comps = [{'name': f'{PAPER_METHOD} vs HTNet', 'a': {'method': 'HTNet'}, 'b': {'method': PAPER_METHOD}}] if {'HTNet', PAPER_METHOD} <= set(methods) else []
+    comps += [{'name': f'HTNet vs {m}', 'a': {'method': m}, 'b': {'method': 'HTNet'}} for m in specs if m != 'HTNet' and 'HTNet' in methods]
     if 'HTNet' in methods and 'best-on-test' in exp.selections:
         comps.append({'name': 'HTNet: best-on-test (leaky) vs last', 'a': {'method': 'HTNet', 'selection': 'last'},
                       'b': {'method': 'HTNet', 'selection': 'best-on-test'}, 'selection': None})
@@ -544,10 +566,6 @@ def augmentation_runs(exp: Experiment, methods, augment, dataset: MERDataset | N
 # %% ../nbs/18_experiments.ipynb #c289d2d5
 AUG_COLS = ['method', 'augmentation', 'selection', 'run', 'protocol', 'dataset', 'metric', 'value', 'std', 'n_seeds', 'n_samples',
             'ci_low', 'ci_high', 'p', 'p_holm']
-
-def _on_device(exp: Experiment, diffusion: dict | None) -> dict:
-    "The diffusion overrides, with the experiment's device (when it names one) for the DDPM too; not part of the run key."
-    return {**({'device': exp.device} if exp.device else {}), **(diffusion or {})}
 
 def _aug_gains(exp: Experiment, preds: pd.DataFrame, methods, extra_by=(), overall: str = 'composite') -> pd.DataFrame:
     """The paired gain (diffusion - none) per method, selection and dataset, UF1 and UAR, from `compare_arms`: the same
