@@ -30,11 +30,12 @@ from .report import (DATASET_NAMES, Result, bar_chart, comparisons_md, confusion
                            sample_grid, save_figure, uf1_bars, write_result)
 
 # %% auto #0
-__all__ = ['PAPER_PROTOCOL', 'REPORTED', 'NOT_REPORTED', 'NOT_REPORTED_RUN', 'PAPER_METHOD', 'TABLE1_METHODS', 'TABLE1_ORDER',
-           'SINGLE_FIT', 'SCORE_COLS', 'POS_NAMES', 'ATTENDING', 'FIG1_INPUTS', 'AUG_VARIANTS', 'AUG_METHODS',
-           'AUG_COLS', 'runs_dir', 'Experiment', 'reported_rows', 'not_reported_rows', 'paper_method_run', 'table1',
-           'seed_agreement', 'noise_floor', 'model_configs', 'model_config', 'config_label', 'model_cost', 'table4',
-           'cpu_latency_ms', 'table5', 'fig1', 'augmentation_runs', 'table3', 'table2_data_line', 'table2']
+__all__ = ['PAPER_PROTOCOL', 'REPORTED', 'NOT_REPORTED', 'NOT_REPORTED_RUN', 'PAPER_METHOD', 'TABLE1_METHODS', 'ROW_NAMES',
+           'TABLE1_ORDER', 'SINGLE_FIT', 'SCORE_COLS', 'POS_NAMES', 'ATTENDING', 'FIG1_INPUTS', 'AUG_VARIANTS',
+           'AUG_METHODS', 'AUG_COLS', 'runs_dir', 'Experiment', 'reported_rows', 'not_reported_rows',
+           'paper_method_run', 'table1', 'seed_agreement', 'noise_floor', 'model_configs', 'model_config',
+           'config_label', 'model_cost', 'table4', 'cpu_latency_ms', 'table5', 'fig1', 'augmentation_runs', 'table3',
+           'table2_data_line', 'table2']
 
 # %% ../nbs/18_experiments.ipynb #fc800cb7
 def runs_dir(out, runs=None) -> Path:
@@ -197,7 +198,8 @@ def paper_method_run(exp: Experiment, dataset: MERDataset | None = None, diffusi
 
 # %% ../nbs/18_experiments.ipynb #0b95cb06
 TABLE1_METHODS = ('HTNet',) + BASELINES   # the run methods of Table 1, in the table's order
-TABLE1_ORDER = ('LBP-TOP', 'Bi-WOOF', 'OFF-ApexNet', 'STSTNet', 'MobileViT', 'MMNet', 'Micron-BERT', 'HSTA', 'HTNet', PAPER_METHOD)
+ROW_NAMES = {'LBP-TOP': 'LBP (apex face + flow planes)'}   # run method -> its row: what our implementation computes (not LBP on three orthogonal planes)
+TABLE1_ORDER = ('LBP-TOP', ROW_NAMES['LBP-TOP'], 'Bi-WOOF', 'OFF-ApexNet', 'STSTNet', 'MobileViT', 'MMNet', 'Micron-BERT', 'HSTA', 'HTNet', PAPER_METHOD)
 SINGLE_FIT = 'single fit (last = best-on-test)'
 SCORE_COLS = ['method', 'selection', 'run', 'protocol', 'dataset', 'metric', 'value', 'std', 'n_seeds', 'n_samples', 'ci_low', 'ci_high']
 
@@ -223,11 +225,13 @@ def table1(exp: Experiment, methods=None) -> Result:
         sk = specs[m].kind == 'sklearn'
         kw = {'class_weight': p.class_weight} if sk and p.class_weight else None
         preds.append(exp.run(m, kw, dataset=dm, workers=1 if sk else None))
-        inputs[m] = describe_input(m, dm)
+        inputs[ROW_NAMES.get(m, m)] = describe_input(m, dm)
     if PAPER_METHOD in methods:
         preds.append(paper_method_run(exp, no_faces))
         inputs[PAPER_METHOD] = describe_input('HTNet', no_faces) + '; + generated samples of a DDPM fitted per fold on its training subjects'
     preds = pd.concat(preds, ignore_index=True)
+    preds['method'] = preds.method.replace(ROW_NAMES)
+    rows = {m: ROW_NAMES.get(m, m) for m in methods}                 # registered name -> row name
     scores = exp.score(preds, ['method', 'selection']).assign(run='ours', protocol=exp.protocol)
     ens = preds[preds.method.isin(['HTNet', PAPER_METHOD])]
     if len(ens): scores = pd.concat([scores, exp.ensemble(ens, ['method']).assign(protocol=exp.protocol)], ignore_index=True)
@@ -235,11 +239,12 @@ def table1(exp: Experiment, methods=None) -> Result:
         scores = pd.concat([scores, reported_rows(tuple(_PUBLISHED)), not_reported_rows()], ignore_index=True)
     cols = SCORE_COLS + ['source', 'input']
     scores = _order_table1(scores.assign(input=scores.method.map(inputs).where(scores.run == 'ours')).reindex(columns=cols))
-    sk_methods = [m for m in specs if specs[m].kind == 'sklearn']
+    sk_methods = [rows[m] for m in specs if specs[m].kind == 'sklearn']
     shown = scores[~(scores.method.isin(sk_methods) & (scores.run == 'ours') & (scores.selection != 'last'))].copy()
     shown.loc[shown.method.isin(sk_methods) & (shown.run == 'ours'), 'selection'] = SINGLE_FIT
     refs = {PAPER_METHOD: "the paper's method: HTNet+LAPE, ESAAT (`15_esaat`), diffusion augmentation (`16_diffusion`); Table 3's augmented run"}
-    notes = ['**Inputs** (what each run method consumed here):'] + [f'- {m} ({refs.get(m) or REFERENCES.get(m, specs[m].reference)}): {inputs[m]}' for m in methods]
+    refs.update({r: f'registered as `{m}`; after {REFERENCES.get(m, specs[m].reference)}' for m, r in rows.items() if r != m})
+    notes = ['**Inputs** (what each run method consumed here):'] + [f'- {rows[m]} ({refs.get(rows[m]) or REFERENCES.get(m, specs[m].reference)}): {inputs[rows[m]]}' for m in methods]
     if sk_methods:
         notes.append(f'{" and ".join(sk_methods)}: linear SVM fitted once per fold, so `last` and `best-on-test` are the same '
                      f'predictions (shown once, as `{SINGLE_FIT}`; both rows are in table1.csv).')
@@ -251,14 +256,14 @@ def table1(exp: Experiment, methods=None) -> Result:
                        '\n'.join(notes[:len(methods) + 1])] + notes[len(methods) + 1:])
     res = Result('table1', scores, md, preds)
     comps = [{'name': f'{PAPER_METHOD} vs HTNet', 'a': {'method': 'HTNet'}, 'b': {'method': PAPER_METHOD}}] if {'HTNet', PAPER_METHOD} <= set(methods) else []
-    comps += [{'name': f'HTNet vs {m}', 'a': {'method': m}, 'b': {'method': 'HTNet'}} for m in specs if m != 'HTNet' and 'HTNet' in methods]
+    comps += [{'name': f'HTNet vs {rows[m]}', 'a': {'method': rows[m]}, 'b': {'method': 'HTNet'}} for m in specs if m != 'HTNet' and 'HTNet' in methods]
     if 'HTNet' in methods and 'best-on-test' in exp.selections:
         comps.append({'name': 'HTNet: best-on-test (leaky) vs last', 'a': {'method': 'HTNet', 'selection': 'last'},
                       'b': {'method': 'HTNet', 'selection': 'best-on-test'}, 'selection': None})
     if comps: exp.compare(res, preds, comps, per_dataset=True)
     write_result(out, res)
     sels = [s_ for s_ in exp.selections if s_ in set(preds.selection)]
-    res.figures['confusion'] = confusion_grid(preds, methods, sels, sk_methods, out/'table1_confusion.png', SINGLE_FIT)
+    res.figures['confusion'] = confusion_grid(preds, list(rows.values()), sels, sk_methods, out/'table1_confusion.png', SINGLE_FIT)
     ours = scores[(scores.run == 'ours') & scores.selection.isin(['last', SINGLE_FIT])]
     rep = scores[(scores.run == 'reported') & (scores.metric == 'UF1')]
     res.figures['uf1'] = uf1_bars(ours, out/'table1_uf1.png',

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mer_nb.cli import reproduce
-from mer_nb.experiments import PAPER_METHOD, TABLE1_METHODS
+from mer_nb.experiments import PAPER_METHOD, ROW_NAMES, TABLE1_METHODS
 
 COLUMNS = ['method', 'selection', 'run', 'protocol', 'dataset', 'metric', 'value', 'std', 'n_seeds', 'n_samples', 'ci_low', 'ci_high']
 
@@ -23,10 +23,10 @@ def _check(adir, datasets, methods=TABLE1_METHODS + (PAPER_METHOD,)):
     assert set(ours.dataset) == set(datasets) and set(ours.metric) == {'UF1', 'UAR'}
     assert ours.value.between(0, 1).all() and (ours.ci_low <= ours.value + 1e-9).all() and (ours.value <= ours.ci_high + 1e-9).all()
     assert set(TABLE1_METHODS) == {'HTNet', 'LBP-TOP', 'Bi-WOOF', 'OFF-ApexNet', 'STSTNet', 'MobileViT'}
-    assert set(ours.method) == set(methods)
+    assert set(ours.method) == {ROW_NAMES.get(m, m) for m in methods}   # our LBP is named for what it computes
     assert len(ours) == len(methods) * 2 * len(datasets) * 2
     assert ours.input.notna().all()
-    for m in ('LBP-TOP', 'Bi-WOOF'):  # SVMs: one fit per fold, both selections are the same predictions
+    for m in (ROW_NAMES['LBP-TOP'], 'Bi-WOOF'):  # SVMs: one fit per fold, both selections are the same predictions
         v = ours[ours.method == m].pivot_table(index=['dataset', 'metric'], columns='selection', values='value')
         assert (v['last'] == v['best-on-test']).all()
     run = json.loads((adir / 'run.json').read_text())
@@ -34,7 +34,7 @@ def _check(adir, datasets, methods=TABLE1_METHODS + (PAPER_METHOD,)):
     assert run['versions']['torch'] and run['device'] in ('cpu', 'cuda')
     md = (adir / 'table1.md').read_text()
     assert 'leave-one-subject-out' in md and 'LEAKY' in md and 'single fit (last = best-on-test)' in md
-    assert 'LBP-TOP' in md and 'faces+flows' in md  # which input LBP-TOP used
+    assert 'registered as `LBP-TOP`' in md and 'faces+flows' in md and 'LBP (apex face + flow planes)' in md  # what our LBP computes
     return t
 
 
