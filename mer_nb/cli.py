@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -238,7 +239,8 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
                       **{k: v for k, v in extra.items() if k in declared[name]})
         print(f'[mer-nb] artefact {i} of {len(names)}: {name} ({nb.name}) -> {adir}', flush=True)
         wall = run_notebook(nb, adir, params, log_output)
-        write_json(adir/'run.json', {'artefact': name, 'notebook': str(nb), 'parameters': params, 'preset': asdict(p),
+        compute = json.loads((adir/'compute.json').read_text()) if (adir/'compute.json').is_file() else {}   # Experiment.compute()
+        write_json(adir/'run.json', {**compute, 'artefact': name, 'notebook': str(nb), 'parameters': params, 'preset': asdict(p),
                                      'seeds': seeds, 'git_revision': git_revision(nb.parent), 'training_code': training_code(), **environment_info(), **({'device': device} if device else {}),
                                      'wall_seconds': {name: round(wall, 1)}, 'command': ' '.join(sys.argv)})
         index[name] = (adir, wall)

@@ -5,6 +5,7 @@
 # %% ../nbs/18_experiments.ipynb #165e6697
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from .metrics import compare_arms, score_predictions, uar, uf1
 from .htnet import HTNet, PAPER_CONFIG, count_flops, count_params, tokens_per_block
 from .recipe import RECIPES, Preset, get_method, get_preset, method_inputs, shuffles
 from .train import SELECTIONS
-from .cv import run_cv
+from .cv import record_paths, run_cv
 from .baselines import BASELINES, REFERENCES, USES_FACES, describe_input   # importing registers the baselines
 from .esaat import esaat_records, paper_rule_removal, plot_scores          # importing registers ESAAT
 from .diffusion import DiffusionAugment, fit_records, fold_records, quality_report
@@ -77,6 +78,7 @@ class Experiment:
     flow_method: str = 'tvl1'          # CAS(ME)^3 flows
     device: str | None = None          # where folds train: None (CUDA when available, else the CPU), 'cpu', 'cuda', 'cuda:1'
     _datasets: dict = field(default_factory=dict, repr=False, compare=False)
+    _records: dict = field(default_factory=dict, repr=False, compare=False)   # fold record -> its training core-seconds
 
     @classmethod
     def create(cls, preset='quick', data=None, out='reports', seeds=(0,), selections=('last', 'best-on-test'), protocol: str = 'loso',
@@ -106,10 +108,23 @@ class Experiment:
             protocol: str | None = None, k: int | None = None, selections=None, workers: int | None = None) -> pd.DataFrame:
         """`run_cv` with this experiment's preset, run cache, seeds, selections, protocol and device (each overridable). A recipe
         that does not reshuffle trains one fold at a time: the fold-parallel trainer draws its own batch order."""
-        return run_cv(self.dataset() if dataset is None else dataset, self.preset, self.runs, protocol or self.protocol, k or self.k,
-                      self.seeds, self.selections if selections is None else selections, model_kw=model_kw, method=method,
-                      workers=self.workers if workers is None else workers, device=self.device, progress=self.progress, augment=augment,
-                      fold_batch=None if shuffles(self.preset) else 1)
+        ds, sels, protocol, k = self.dataset() if dataset is None else dataset, self.selections if selections is None else selections, protocol or self.protocol, k or self.k
+        preds = run_cv(ds, self.preset, self.runs, protocol, k, self.seeds, sels, model_kw=model_kw, method=method,
+                       workers=self.workers if workers is None else workers, device=self.device, progress=self.progress, augment=augment,
+                       fold_batch=None if shuffles(self.preset) else 1)
+        for regime in sorted({'inner' if s == 'inner-val' else 'full' for s in sels}):
+            for p in record_paths(self.runs, ds, self.preset, protocol, k, regime, model_kw, method, augment, self.seeds).values():
+                if p not in self._records:
+                    with np.load(p) as r: self._records[p] = float(r['seconds']) if 'seconds' in r.files else float('nan')
+        atomic_write(self.out/'compute.json', json.dumps(self.compute(), indent=1) + '\n')
+        return preds
+
+    def compute(self) -> dict:
+        """The training this experiment's runs took, from their fold records (each record's `seconds`: one thread per fold, a
+        batched group's time shared out; a diffusion model's fit is not in them): `training_core_seconds` and `fold_records`.
+        Records trained earlier and reused count too: it is what the table cost, not what this call ran."""
+        s = np.array(list(self._records.values()), float)
+        return {'training_core_seconds': round(float(np.nansum(s)), 1), 'fold_records': len(s), 'records_without_time': int(np.isnan(s).sum())}
 
     def score(self, preds: pd.DataFrame, by, overall: str = 'composite') -> pd.DataFrame:
         """Long scores of `preds` grouped `by`: mean ± sd over seeds, and the 95% interval of a cluster bootstrap that

@@ -228,9 +228,11 @@ def artefact_summary(adir) -> str:
     md = (adir/f'{name}.md').read_text()
     title = md.split('\n', 1)[0].lstrip('# ').strip()
     secs = sum(run.get('wall_seconds', {}).values())
+    train = run.get('training_core_seconds')
+    train = '' if train is None else f'training {train / 3600:.1f} core-h (its fold records), '
     lines = [f'### {title}', '',
              f'`{name}`: preset `{run["preset"]["name"]}`, seeds {run["seeds"]}, training code `{str(run.get("training_code", "?"))[:12]}`, '
-             f'{secs / 3600:.1f} h of wall time; '
+             f'{train}notebook {secs / 3600:.2f} h; '
              f'full table, figures and per-sample predictions: [`results/{name}/`](results/{name}/{name}.md).', '']
     sc = pd.read_csv(adir/f'{name}.csv')
     if {'dataset', 'metric', 'selection'} <= set(sc.columns):

@@ -84,7 +84,9 @@ def test_noise_floor_published(tmp_path):
     md = (a / 'noise.md').read_text()
     assert 'seeds [0, 1]' in md and 'seeds [3, 4]' in md and 'Agreement of two seeds' in md
     assert sorted(f.name for f in (res / 'noise').iterdir()) == sorted(
-        ['comparisons.csv', 'noise.csv', 'noise.md', 'noise.png', 'noise_agreement.csv', 'noise_floor.ipynb',
+        ['comparisons.csv', 'compute.json', 'noise.csv', 'noise.md', 'noise.png', 'noise_agreement.csv', 'noise_floor.ipynb',
          'noise_predictions.csv.gz', 'noise_seeds.csv', 'run.json'])
-    assert json.loads((res / 'noise' / 'run.json').read_text())['parameters']['seeds_b'] == [3, 4]
+    run = json.loads((res / 'noise' / 'run.json').read_text())
+    folds = pd.read_csv(a / 'noise_predictions.csv').subject.nunique()      # LOSO: one fold per subject
+    assert run['parameters']['seeds_b'] == [3, 4] and run['fold_records'] == 4 * folds and run['training_core_seconds'] > 0
     assert main(['results', str(res)]) == 0
