@@ -27,7 +27,7 @@ from .cv import record_paths, run_cv
 from .baselines import BASELINES, REFERENCES, USES_FACES, describe_input   # importing registers the baselines
 from .esaat import esaat_records, paper_rule_removal, plot_scores          # importing registers ESAAT
 from .diffusion import DiffusionAugment, fit_records, fold_records, quality_report
-from .report import (DATASET_NAMES, Result, bar_chart, comparisons_md, confusion_grid, quality_md, render_aug, render_table,
+from .report import (COMPARISONS_NOTE, DATASET_NAMES, Result, bar_chart, comparisons_md, confusion_grid, quality_md, render_aug, render_table,
                            sample_grid, save_figure, uf1_bars, write_result)
 
 # %% auto #0
@@ -336,7 +336,9 @@ def noise_floor(exp: Experiment, seeds_b=None, method: str = 'HTNet', model_kw: 
         f'**Result**: the second seed set minus the first, composite UF1 under `last`: {c0["diff"]:+.4f} '
         f'[{c0.ci_low:+.3f}, {c0.ci_high:+.3f}], p = {c0.p:.3g}. A difference between two configurations is worth reading only '
         'when it is clearly larger than this one and its own test resolves it.'])
-    res.markdown += '\n\n' + comparisons_md(comp)
+    res.markdown += '\n\n' + comparisons_md(comp, COMPARISONS_NOTE.replace(
+        'paired over subjects on the same folds and seeds', 'over the same subjects and folds; the arms\' seeds differ, so p '
+        'comes from exchanging whole runs between the arms within each subject'))
     write_result(out, res)
     atomic_write(out/'noise_seeds.csv', per_seed.to_csv(index=False))
     atomic_write(out/'noise_agreement.csv', agree.to_csv(index=False))
