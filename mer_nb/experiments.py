@@ -386,17 +386,21 @@ def model_cost(cfg: dict) -> dict:
     return {'params': count_params(m), 'flops': count_flops(m)}
 
 # %% ../nbs/18_experiments.ipynb #6c8609c3
-def table4(exp: Experiment, configs=('preset', 'attending'), attending: dict | None = None) -> Result:
-    "Table 4 (none / scalar / LAPE at the preset's and the attending configuration): table4.csv, table4.md, table4.png."
+def table4(exp: Experiment, configs=('preset', 'attending'), attending: dict | None = None, positions=('lape', 'scalar', 'none')) -> Result:
+    """Table 4 (`positions`: none / scalar / LAPE at the preset's and the attending configuration): table4.csv, table4.md, table4.png.
+    The comparisons are those between the positions run."""
     p, out = exp.preset, exp.out
     ds = exp.dataset()
     known = model_configs(p, attending)
     bad = [c for c in configs if c not in known]
     if bad: raise MerError(f"table4: unknown configuration(s) {bad} (choose from 'preset', 'attending')")
     configs = {c: known[c] for c in configs}
+    bad = [q for q in positions if q not in POS_NAMES]
+    if bad or not positions: raise MerError(f"table4: unknown position term(s) {bad or '(none given)'} (choose from {', '.join(POS_NAMES)})")
+    positions = [q for q in POS_NAMES if q in positions][::-1]   # LAPE first: at the preset's configuration Table 5 shares it
     preds, costs = [], []
     for cname, ckw in configs.items():
-        for pos in ('lape', 'scalar', 'none'):      # LAPE first: at the preset's configuration Table 5 shares it
+        for pos in positions:
             kw = {**ckw, 'pos_emb': pos}
             preds.append(exp.run('HTNet', kw).assign(method=POS_NAMES[pos], config=cname))
             costs.append({'config': cname, 'method': POS_NAMES[pos], **model_cost(model_config(p, **kw))})
@@ -414,6 +418,8 @@ def table4(exp: Experiment, configs=('preset', 'attending'), attending: dict | N
              'LAPE: a learned vector per patch position added after the patch embedding (`09_htnet`). At the preset\'s '
              'configuration every attention block holds one token, so HTNet\'s scalar term is one number per level and '
              'attention is an affine map; the second configuration has 49 tokens per block.']
+    if len(positions) < len(POS_NAMES):
+        parts.append(f'**Run here**: {", ".join(POS_NAMES[q] for q in positions)} only (`positions`); the other position terms are not in this table.')
     for c in configs:
         sc = scores[scores.config == c]
         cost = costs[costs.config == c].set_index('method')
@@ -421,9 +427,8 @@ def table4(exp: Experiment, configs=('preset', 'attending'), attending: dict | N
                   'Parameters: ' + '; '.join(f'{m} {int(r.params):,} ({r.flops / 1e6:.2f} MFLOP)' for m, r in cost.iterrows()),
                   render_table(sc.drop(columns=['config', 'config_label', 'params', 'flops']))]
     res = Result('table4', scores, '\n\n'.join(parts), preds)
-    exp.compare(res, preds, [{'name': f'{b} vs {a}', 'a': {'method': a}, 'b': {'method': b}} for a, b in
-                             ((POS_NAMES['scalar'], POS_NAMES['lape']), (POS_NAMES['none'], POS_NAMES['lape']), (POS_NAMES['none'], POS_NAMES['scalar']))],
-                by=['config'], per_dataset=True)
+    pairs = [(POS_NAMES[a], POS_NAMES[b]) for a, b in (('scalar', 'lape'), ('none', 'lape'), ('none', 'scalar')) if {a, b} <= set(positions)]
+    if pairs: exp.compare(res, preds, [{'name': f'{b} vs {a}', 'a': {'method': a}, 'b': {'method': b}} for a, b in pairs], by=['config'], per_dataset=True)
     write_result(out, res)
     bars = scores[(scores.selection == scores.selection.iloc[0]) & (scores.run == 'ours')]
     res.figures['uf1'] = uf1_bars(bars, out/'table4.png', f'Table 4: UF1 per position term, preset {p.name}, {exp.protocol}, '
