@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -242,7 +243,7 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
         compute = json.loads((adir/'compute.json').read_text()) if (adir/'compute.json').is_file() else {}   # Experiment.compute()
         write_json(adir/'run.json', {**compute, 'artefact': name, 'notebook': str(nb), 'parameters': params, 'preset': asdict(p),
                                      'seeds': seeds, 'git_revision': git_revision(nb.parent), 'training_code': training_code(), **environment_info(), **({'device': device} if device else {}),
-                                     'wall_seconds': {name: round(wall, 1)}, 'command': ' '.join(sys.argv)})
+                                     'wall_seconds': {name: round(wall, 1)}, 'command': shlex.join(sys.argv)})
         index[name] = (adir, wall)
         if results is not None and rank == 0: publish(adir, results/name)
         print(f'[mer-nb] artefact {i} of {len(names)}: {name} done in {wall:.0f} s; table: {adir/(name + ".md")}', flush=True)
