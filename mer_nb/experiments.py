@@ -141,7 +141,8 @@ class Experiment:
         ens = last.groupby(keys, sort=False).agg(dataset=('dataset', 'first'), subject=('subject', 'first'), label=('label', 'first'),
                                                   p0=('p0', 'mean'), p1=('p1', 'mean'), p2=('p2', 'mean')).reset_index()
         ens = ens.assign(seed=-1, pred=ens[['p0', 'p1', 'p2']].to_numpy().argmax(1))
-        return self.score(ens, [*by, 'selection']).assign(run='seed ensemble', n_seeds=last.seed.nunique())
+        ns = last.groupby(list(by)).seed.nunique().rename('n_seeds').reset_index()          # each group's own seeds
+        return self.score(ens, [*by, 'selection']).drop(columns='n_seeds', errors='ignore').merge(ns, on=list(by), how='left').assign(run='seed ensemble')
 
     def compare(self, res: Result, preds: pd.DataFrame, comparisons: list, name: str = 'comparisons', **kw) -> pd.DataFrame:
         """The table's family of paired comparisons (`metrics.compare_arms`: composite UF1 under `last`, the primary endpoint;

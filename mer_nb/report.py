@@ -230,8 +230,10 @@ def artefact_summary(adir) -> str:
     secs = sum(run.get('wall_seconds', {}).values())
     train = run.get('training_core_seconds')
     train = '' if train is None else f'training {train / 3600:.1f} core-h (its fold records), '
+    pf = adir/f'{name}_predictions.csv.gz'
+    seeds = sorted(int(s) for s in pd.read_csv(pf, usecols=['seed']).seed.unique() if s >= 0) if pf.is_file() else run['seeds']
     lines = [f'### {title}', '',
-             f'`{name}`: preset `{run["preset"]["name"]}`, seeds {run["seeds"]}, training code `{str(run.get("training_code", "?"))[:12]}`, '
+             f'`{name}`: preset `{run["preset"]["name"]}`, seeds {seeds}, training code `{str(run.get("training_code", "?"))[:12]}`, '
              f'{train}notebook {secs / 3600:.2f} h; '
              f'full table, figures and per-sample predictions: [`results/{name}/`](results/{name}/{name}.md).', '']
     sc = pd.read_csv(adir/f'{name}.csv')
