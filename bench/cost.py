@@ -7,7 +7,7 @@ projected wall time of `mer-nb reproduce --seeds 0,1,2,3,4` (every artefact) on 
     python bench/cost.py --methods LBP-TOP,Bi-WOOF             # time only some runs (the others print nan)
 
 The runs are the ones the artefacts train (Table 1: HTNet and the baselines; Table 4: none/scalar/LAPE at the preset's
-and the attending configuration; Table 5: their LAPE runs and ESAAT; Tables 2 and 3: HTNet+LAPE+ESAAT without and with
+and the attending configuration; Table 5: their LAPE runs, ESAAT and its random-removal and fine-tune-only controls; Tables 2 and 3: HTNet+LAPE+ESAAT without and with
 diffusion augmentation, subject-grouped 5-fold and LOSO); a run several artefacts share (same run key) is counted once,
 under the first artefact `reproduce` runs. Figure 1 trains nothing.
 
@@ -44,6 +44,7 @@ def plan(p, k: int = 5) -> list[dict]:
     from mer_nb.cli import ARTEFACTS
     from mer_nb.experiments import AUG_METHODS, AUG_VARIANTS, TABLE1_METHODS, USES_FACES, model_configs
     from mer_nb.recipe import get_method
+    from mer_nb.esaat import RANDOM_DRAWS
     rows = []
     for art in ARTEFACTS:
         if art == 'table1':
@@ -58,7 +59,9 @@ def plan(p, k: int = 5) -> list[dict]:
                                      protocol='loso', faces=False, augment=False, workers=p.workers))
         elif art == 'table5':
             for c, ckw in model_configs(p).items():
-                for m, label in (('HTNet', 'HTNet+LAPE'), ('ESAAT', 'HTNet+LAPE+ESAAT')):
+                for m, label in (('HTNet', 'HTNet+LAPE'), ('ESAAT', 'HTNet+LAPE+ESAAT'),     # and the criterion's controls
+                                 *((f'ESAAT-random{d}', f'random removal (draw {d})') for d in range(RANDOM_DRAWS)),
+                                 ('ESAAT-none', 'fine-tune only')):
                     rows.append(dict(artefact=art, row=f'{label} ({c})', method=m, model_kw={**ckw, 'pos_emb': 'lape'},
                                      protocol='loso', faces=False, augment=False, workers=p.workers))
         elif art in ('table2', 'table3'):
@@ -210,7 +213,7 @@ def main(argv=None):
         how = f'from the fold records in {a.runs}'
     else:
         with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(a.jobs, mp_context=mp.get_context('spawn')) as ex:
-            order = sorted(uniq, key=lambda r: (not r['augment'], r['method'] != 'ESAAT'))   # the longest first
+            order = sorted(uniq, key=lambda r: (not r['augment'], not r['method'].startswith('ESAAT')))   # the longest first
             if a.methods: order = [r for r in order if r['method'] in a.methods.split(',')]
             futs = {id(r): ex.submit(measure, r, a.data, a.preset, a.sample, seeds, epochs, tmp) for r in order}
             for r in uniq: r.update(futs[id(r)].result() if id(r) in futs else

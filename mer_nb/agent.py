@@ -49,8 +49,8 @@ class AgentAttention(nn.Module):
         q, k, v = self.to_qkv(x).chunk(3, dim=1)
         a = F.adaptive_avg_pool2d(q, self.s)                       # (b, inner, s, s): agents pooled from the queries
         qh, kh, vh, ah = self._heads(q), self._heads(k), self._heads(v), self._heads(a)
-        va = ((ah @ kh.transpose(-1, -2)) * self.scale + self.agent_bias).softmax(-1) @ vh    # (b, H, n, d)
-        o = ((qh @ ah.transpose(-1, -2)) * self.scale + self.query_bias).softmax(-1) @ va     # (b, H, N, d)
+        va = ((ah @ kh.transpose(-1, -2)) * self.scale + self.agent_bias).float().softmax(-1) @ vh    # (b, H, n, d)
+        o = ((qh @ ah.transpose(-1, -2)) * self.scale + self.query_bias).float().softmax(-1) @ va     # (b, H, N, d)
         o = o.transpose(-1, -2).reshape(b, self.heads * self.dim_head, h, w) + self.dwc(v)
         return self.to_out(o)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import mer_nb
 from .core import MerError, atomic_write, environment_info, git_revision, write_json
-from .recipe import PRESETS, RECIPES, get_preset, gpu_estimate
+from .recipe import PRECISIONS, PRESETS, RECIPES, get_preset, gpu_estimate
 from .cv import training_code
 from .report import RESULT_SUFFIXES, publish, update_readme
 
@@ -330,6 +330,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument('--device', default=None, help='where folds train: cpu, cuda or cuda:N (default: CUDA when available, else the CPU)')
     r.add_argument('--recipe', default=None, choices=list(RECIPES), help="input recipe: ours, or published (the published HTNet code's: "
                    "0-255 BGR inputs, MTCNN crops with x as the row, no shuffling; Tables 2 and 3 are left out) (default: the preset's)")
+    r.add_argument('--precision', default=None, choices=list(PRECISIONS), help='fp32, or bf16: forward passes under bfloat16 autocast '
+                   '(fast on GPUs and CPUs with native bfloat16, emulated and slower elsewhere; its own run keys) (default: the preset\'s)')
     r.add_argument('--param', action='append', default=None, metavar='NAME=VALUE',
                    help='a further notebook parameter, VALUE as JSON (repeatable), given to the notebooks that declare it; '
                         'e.g. --param configs=\'["preset"]\' (Table 4 without its attending rows) or --param seeds_b=[5,6,7,8,9]')
@@ -345,6 +347,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument('--save', required=True, help='weights file to write (state_dict + config); checked before training')
     t.add_argument('--seed', type=_count(0), default=0, help='random seed (non-negative integer)')
     t.add_argument('--frames', default=None, help="CAS(ME)^3 frame root (default: the CSV's folder)")
+    t.add_argument('--precision', default=None, choices=list(PRECISIONS), help="fp32 or bf16 (bfloat16 autocast) (default: the preset's)")
     t.add_argument('--landmarks', default=None, choices=['mtcnn'], help='detect landmarks on the faces instead of the dataset default')
     pr = sub.add_parser('predict', help='classify an onset/apex frame pair with trained weights (mer_nb.predict)', **kw)
     pr.add_argument('--onset', required=True, help='onset frame (image file)')
@@ -372,7 +375,8 @@ def error_line(e: BaseException) -> str:
 def _run(a) -> int:
     if a.cmd == 'reproduce':
         reproduce(a.preset, a.data, a.only, a.out, parse_seeds(a.seeds), a.workers, device=a.device,
-                  overrides={'recipe': a.recipe} if a.recipe else None, extra=parse_params(a.param), results=a.results)
+                  overrides={k: v for k, v in (('recipe', a.recipe), ('precision', a.precision)) if v} or None,
+                  extra=parse_params(a.param), results=a.results)
     elif a.cmd == 'results':
         from mer_nb.report import results_summary
         if not Path(a.path).is_dir(): raise MerError(f'{a.path}: no such folder')
@@ -386,7 +390,7 @@ def _run(a) -> int:
     elif a.cmd == 'train':
         from mer_nb.predict import train_command
         check_writable(a.save, '--save')
-        train_command(a.data, a.preset, a.save, a.seed, a.frames, a.landmarks)
+        train_command(a.data, a.preset, a.save, a.seed, a.frames, a.landmarks, precision=a.precision)
     elif a.cmd == 'predict':
         from mer_nb.predict import predict_command
         if a.saliency: check_writable(a.saliency, '--saliency')

@@ -110,7 +110,8 @@ def run_key(ds: MERDataset, preset: Preset, protocol: str, k: int, regime: str, 
     that restate a default (the preset's model for HTNet, else the factory's signature) are dropped first, so
     e.g. `pos_emb='scalar'` and no argument name the same run and share its folds."""
     spec = dict(method=method, preset={f: v for f, v in asdict(preset).items() if f not in ('workers', 'n_boot', 'synthetic', 'name', 'diffusion')
-                                       and not (f == 'recipe' and v == 'ours')},   # our recipe: the keys from before it was a field
+                                       and not (f == 'recipe' and v == 'ours') and not (f == 'precision' and v == 'fp32')},
+                # our recipe and fp32 add nothing: the keys from before they were fields
                 model_kw=_explicit_kw(method, preset, model_kw), protocol=protocol, k=k if protocol == 'kfold' else None, regime=regime, data=_fingerprint(ds),
                 code=training_code())
     if getattr(METHODS.get(method), 'post_train', None) is not None: spec['post_train'] = repr(METHODS[method].post_train)

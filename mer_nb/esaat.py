@@ -22,9 +22,9 @@ from .foldpar import fast_adam
 from .cv import record_paths
 
 # %% auto #0
-__all__ = ['RIDGE', 'reduce_block', 'gaussian_cmi', 'null_level', 'gaussian_example', 'check_closed_form', 'record_layers',
-           'layer_scores', 'rebuild', 'final_params', 'plan_removal', 'paper_rule_removal', 'greedy_removal',
-           'to_agent', 'plot_scores', 'ESAAT', 'esaat_records']
+__all__ = ['RIDGE', 'CRITERIA', 'RANDOM_DRAWS', 'reduce_block', 'gaussian_cmi', 'null_level', 'gaussian_example',
+           'check_closed_form', 'record_layers', 'layer_scores', 'rebuild', 'final_params', 'plan_removal',
+           'paper_rule_removal', 'greedy_removal', 'to_agent', 'plot_scores', 'ESAAT', 'esaat_records']
 
 # %% ../nbs/15_esaat.ipynb #c463312e
 RIDGE = 1e-8
@@ -204,9 +204,15 @@ def plot_scores(scores: dict, removed=(), ax=None, title: str = 'TE per attentio
     return ax
 
 # %% ../nbs/15_esaat.ipynb #864b2666
+CRITERIA = ('entropy', 'random', 'none')
+RANDOM_DRAWS = 3        # random-removal draws Table 5 runs as the control of the entropy criterion
+
 @dataclass(frozen=True)
 class ESAAT:
-    "ESAAT as a per-fold step after training (a `Method.post_train`)."
+    """ESAAT as a per-fold step after training (a `Method.post_train`). `criterion` 'entropy' is the paper's method;
+    the two controls that isolate its criterion are 'random' (remove randomly chosen eligible sub-layers, as many
+    as the parameter target needs, draw number `draw`, then agent attention and the same fine-tuning) and 'none'
+    (nothing removed, softmax attention kept: the trained model fine-tuned for the same extra epochs)."""
     target: float = 0.18           # parameter reduction ('target' mode)
     mode: str = 'target'           # 'target' | 'threshold'
     k: int = 8                     # PCA dimensions of A and H
@@ -214,24 +220,51 @@ class ESAAT:
     finetune: float = 0.1          # fine-tuning epochs as a fraction of the preset's
     min_per_level: int = 1
     max_samples: int = 4000        # scoring samples (training samples only), subsampled beyond this
+    criterion: str = 'entropy'     # CRITERIA: 'entropy' (the paper) | 'random' | 'none' (controls)
+    draw: int = 0                  # criterion 'random': which draw (its generator is seeded by (draw, seed))
+
+    def __post_init__(self):
+        if self.criterion not in CRITERIA: raise MerError(f'ESAAT criterion must be one of {", ".join(CRITERIA)}, not {self.criterion!r}')
+        if self.criterion == 'random' and self.mode != 'target': raise MerError("ESAAT criterion 'random' needs mode 'target'")
+
+    def remove(self, model: HTNet, x, seed: int) -> tuple[HTNet, list, list]:
+        "The model the step fine-tunes, the removed sub-layers in order, and the scores per greedy step (entropy only)."
+        if self.criterion == 'none': return model, [], []
+        if self.criterion == 'entropy':
+            pruned, removed, steps = greedy_removal(model, x, self.target, self.mode, self.k, self.agent_num, self.min_per_level)
+            return to_agent(pruned, self.agent_num), removed, steps
+        # greedy_removal's rule (stop at the target, or when no sub-layer may go), with a random order for the scores'
+        keys = list(model.attention_layers())
+        n0, removed, new, left = count_params(model), list(model.removed), [], {}
+        for level, _ in keys: left[level] = left.get(level, 0) + 1
+        for i in np.random.default_rng([self.draw, seed]).permutation(len(keys)):
+            if 1 - final_params(model.config, removed, self.agent_num) / n0 >= self.target: break
+            key = keys[i]
+            if left[key[0]] <= self.min_per_level: continue
+            removed.append(key); new.append(key); left[key[0]] -= 1
+        return to_agent(rebuild(model, removed=tuple(removed)), self.agent_num), new, []
 
     def __call__(self, model, x_train, y_train, evals, preset, seed, device, progress, logs, losses):
         x = x_train
         if len(x) > self.max_samples: x = x[np.random.default_rng(seed).choice(len(x), self.max_samples, replace=False)]
         n0 = count_params(model)
-        pruned, removed, steps = greedy_removal(model, x, self.target, self.mode, self.k, self.agent_num, self.min_per_level)
-        agent = to_agent(pruned, self.agent_num)
-        ft = replace(preset, epochs=max(1, round(self.finetune * preset.epochs)))
-        ft_logs, ft_losses, agent = train_fold(x_train, y_train, evals, ft, seed, device, progress=progress, model=agent,
-                                               optimizer=fast_adam)
         keys = list(model.attention_layers())
+        tuned, removed, steps = self.remove(model, x, seed)
+        ft = replace(preset, epochs=max(1, round(self.finetune * preset.epochs)))
+        ft_logs, ft_losses, tuned = train_fold(x_train, y_train, evals, ft, seed, device, progress=progress, model=tuned,
+                                               optimizer=fast_adam)
         extra = dict(removed=np.array(removed, dtype=np.int64).reshape(-1, 2), layer_keys=np.array(keys, dtype=np.int64).reshape(-1, 2),
-                     scores=np.array([[s.get(key, np.nan) for key in keys] for s in steps]), params_before=n0,
-                     params_after=count_params(agent), finetune_epochs=ft.epochs, score_samples=len(x))
+                     scores=np.array([[s.get(key, np.nan) for key in keys] for s in steps]).reshape(-1, len(keys)), params_before=n0,
+                     params_after=count_params(tuned), finetune_epochs=ft.epochs, score_samples=len(x))
         if 'test' in logs: extra['base_test_logits'] = logs['test'][-1]
         return ft_logs, ft_losses, extra
 
-register_method('ESAAT', Method(HTNet, model_input, 'torch', True, 'Zhang et al., Sci. Rep. 15, 13711 (2025); ESAAT.md', post_train=ESAAT()))
+_ESAAT_REF = 'Zhang et al., Sci. Rep. 15, 13711 (2025); ESAAT.md'
+register_method('ESAAT', Method(HTNet, model_input, 'torch', True, _ESAAT_REF, post_train=ESAAT()))
+# Table 5's controls of the entropy criterion: random removal (RANDOM_DRAWS draws) and fine-tuning with nothing removed
+for _d in range(RANDOM_DRAWS):
+    register_method(f'ESAAT-random{_d}', Method(HTNet, model_input, 'torch', True, f'control of {_ESAAT_REF}', post_train=ESAAT(criterion='random', draw=_d)))
+register_method('ESAAT-none', Method(HTNet, model_input, 'torch', True, f'control of {_ESAAT_REF}', post_train=ESAAT(criterion='none')))
 
 # %% ../nbs/15_esaat.ipynb #882cdeea
 def esaat_records(ds, preset, runs, protocol: str = 'loso', k: int = 5, seeds=(0,), model_kw: dict | None = None,

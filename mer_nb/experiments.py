@@ -21,11 +21,11 @@ from .data import MERDataset
 from .sources import find_dataset, open_dataset
 from .metrics import compare_arms, score_predictions, uar, uf1
 from .htnet import HTNet, PAPER_CONFIG, count_flops, count_params, tokens_per_block
-from .recipe import RECIPES, Preset, get_method, get_preset, method_inputs, shuffles
+from .recipe import RECIPES, Preset, get_method, get_preset, method_inputs
 from .train import SELECTIONS
 from .cv import record_paths, run_cv
 from .baselines import BASELINES, REFERENCES, USES_FACES, describe_input   # importing registers the baselines
-from .esaat import esaat_records, paper_rule_removal, plot_scores          # importing registers ESAAT
+from .esaat import RANDOM_DRAWS, esaat_records, paper_rule_removal, plot_scores   # importing registers ESAAT and its controls
 from .diffusion import DiffusionAugment, fit_records, fold_records, quality_report
 from .report import (COMPARISONS_NOTE, DATASET_NAMES, Result, bar_chart, comparisons_md, confusion_grid, quality_md, render_aug, render_table,
                            sample_grid, save_figure, uf1_bars, write_result)
@@ -106,12 +106,10 @@ class Experiment:
 
     def run(self, method: str = 'HTNet', model_kw: dict | None = None, augment=None, dataset: MERDataset | None = None,
             protocol: str | None = None, k: int | None = None, selections=None, workers: int | None = None) -> pd.DataFrame:
-        """`run_cv` with this experiment's preset, run cache, seeds, selections, protocol and device (each overridable). A recipe
-        that does not reshuffle trains one fold at a time: the fold-parallel trainer draws its own batch order."""
+        """`run_cv` with this experiment's preset, run cache, seeds, selections, protocol and device (each overridable)."""
         ds, sels, protocol, k = self.dataset() if dataset is None else dataset, self.selections if selections is None else selections, protocol or self.protocol, k or self.k
         preds = run_cv(ds, self.preset, self.runs, protocol, k, self.seeds, sels, model_kw=model_kw, method=method,
-                       workers=self.workers if workers is None else workers, device=self.device, progress=self.progress, augment=augment,
-                       fold_batch=None if shuffles(self.preset) else 1)
+                       workers=self.workers if workers is None else workers, device=self.device, progress=self.progress, augment=augment)
         for regime in sorted({'inner' if s == 'inner-val' else 'full' for s in sels}):
             for p in record_paths(self.runs, ds, self.preset, protocol, k, regime, model_kw, method, augment, self.seeds).values():
                 if p not in self._records:
@@ -452,9 +450,12 @@ def cpu_latency_ms(model, image_size: int, reps: int = 30) -> float:
         torch.set_num_threads(n0)
     return 1e3 * float(np.median(ts))
 
-def table5(exp: Experiment, config: str = 'preset', method: str = 'ESAAT', latency_reps: int = 30, attending: dict | None = None) -> Result:
+def table5(exp: Experiment, config: str = 'preset', method: str = 'ESAAT', latency_reps: int = 30, attending: dict | None = None,
+           random_draws: int = RANDOM_DRAWS, finetune_only: bool = True) -> Result:
     """Table 5 (HTNet+LAPE vs +ESAAT) at the preset's configuration (`config='preset'`: table5.csv, table5.md,
-    table5_scores.png, table5_removed.csv) or at Table 4's attending one (`'attending'`: the same files named table5_attending*)."""
+    table5_scores.png, table5_removed.csv) or at Table 4's attending one (`'attending'`: the same files named table5_attending*).
+    The controls of the entropy criterion: `random_draws` runs that remove randomly drawn sub-layers instead
+    (`ESAAT-random<d>`), and `finetune_only`: HTNet+LAPE fine-tuned for the same extra epochs with nothing removed (`ESAAT-none`)."""
     p, out = exp.preset, exp.out
     ds = exp.dataset()
     step = get_method(method).post_train
@@ -464,7 +465,11 @@ def table5(exp: Experiment, config: str = 'preset', method: str = 'ESAAT', laten
     stem = 'table5' if config == 'preset' else f'table5_{config}'
     base = exp.run('HTNet', kw).assign(method='HTNet+LAPE')
     es = exp.run(method, kw).assign(method='HTNet+LAPE+ESAAT')
-    preds = pd.concat([base, es], ignore_index=True)
+    if not 0 <= random_draws <= RANDOM_DRAWS:
+        raise MerError(f'table5: {random_draws} random draws asked, {RANDOM_DRAWS} registered (ESAAT-random0...)')
+    controls = [(f'ESAAT-random{d}', f'random removal (draw {d})') for d in range(random_draws)]
+    controls += [('ESAAT-none', 'fine-tune only')] if finetune_only else []
+    preds = pd.concat([base, es] + [exp.run(m, kw).assign(method=name) for m, name in controls], ignore_index=True)
     recs = esaat_records(ds, p, exp.runs, exp.protocol, exp.k, exp.seeds, kw, method)
     sets = Counter(tuple(sorted(r['removed'])) for r in recs)
     modal = list(sets.most_common(1)[0][0])
@@ -502,6 +507,11 @@ def table5(exp: Experiment, config: str = 'preset', method: str = 'ESAAT', laten
         f'**ESAAT** (`{method}`): {step!r}. Scores I(Z; A_l | H_l) from each fold\'s training subjects only; '
         f'{step.finetune:.0%} of the epochs ({max(1, round(step.finetune * p.epochs))}) of fine-tuning. The paper reports '
         '"approximately 18%" fewer parameters. Model: ' + config_label(cfg_b) + '.',
+        ('**Controls of the entropy criterion** (same training, folds, seeds and fine-tuning): ' +
+         (f'*random removal (draw d)*, d < {random_draws}: as many randomly drawn eligible sub-layers removed as the '
+          'parameter target needs, then agent attention and fine-tuning; ' if random_draws else '') +
+         ('*fine-tune only*: the trained HTNet+LAPE fine-tuned for the same extra epochs with nothing removed. ' if finetune_only else '') +
+         'ESAAT is credited with its criterion only where it beats these.') if controls else '',
         f'Removed sets over {len(recs)} fold runs: ' + '; '.join(f'{list(s)} in {c}' for s, c in sets.most_common()) +
         '. Counts below are for the most frequent set.',
         ct.drop(columns=['removed']).to_markdown(index=False),
@@ -512,7 +522,9 @@ def table5(exp: Experiment, config: str = 'preset', method: str = 'ESAAT', laten
          '`12_foldpar`; below 100% only when one of the two came from the reference HTNet path or an older run cache).'
          if agree else '')])
     res = Result(stem, table, md, preds, tables={'cost': cost, 'removed': freq})
-    exp.compare(res, preds, [{'name': '+ESAAT vs HTNet+LAPE', 'a': {'method': 'HTNet+LAPE'}, 'b': {'method': 'HTNet+LAPE+ESAAT'}}],
+    comps = [{'name': '+ESAAT vs HTNet+LAPE', 'a': {'method': 'HTNet+LAPE'}, 'b': {'method': 'HTNet+LAPE+ESAAT'}}]
+    comps += [{'name': f'ESAAT vs {name}', 'a': {'method': name}, 'b': {'method': 'HTNet+LAPE+ESAAT'}} for _, name in controls]
+    exp.compare(res, preds, comps,
                 name='comparisons' if config == 'preset' else f'comparisons_{config}', per_dataset=True)
     write_result(out, res)
     atomic_write(out/f'{stem}_removed.csv', freq.to_csv(index=False))

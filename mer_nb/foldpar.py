@@ -27,7 +27,7 @@ from torch import nn
 
 from .core import MerError, atomic_write, cache_dir, seed_everything
 from .htnet import HTNet, Removed, Im2col3, blocks_last, patch_tokens, unblocks_last
-from .recipe import Preset, class_weights, build_model, get_method
+from .recipe import Preset, autocast, class_weights, build_model, get_method, shuffles
 
 # %% auto #0
 __all__ = ['CPU_FOLD_BATCH', 'can_batch', 'forward_folds', 'adam_source', 'unsafe_dir', 'kernel_dirs', 'fused_adam',
@@ -50,9 +50,14 @@ class _FoldLinear(torch.autograd.Function):
     may sum in another order when the rows are many)."""
     @staticmethod
     def forward(ctx, x, w, b):                         # x (G, M, K), w (G, N, K), b (G, N) or None
+        dev = x.device.type
+        if torch.is_autocast_enabled(dev):             # bf16 autocast: the product in its dtype, saved so, as F.linear's
+            dt = torch.get_autocast_dtype(dev)
+            x, w, b = x.to(dt), w.to(dt), (None if b is None else b.to(dt))
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
-        return torch.bmm(x, w.transpose(1, 2)) if b is None else torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+        with torch.autocast(dev, enabled=False):
+            return torch.bmm(x, w.transpose(1, 2)) if b is None else torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
 
     @staticmethod
     def backward(ctx, gy):
@@ -85,7 +90,7 @@ def _fold_view(t, x):
 def _ln(x, g, b, eps: float):
     """`ChannelNorm` on channels-last tokens of G folds: `F.layer_norm` over the last axis (row by row: the fold axis
     changes nothing), then each fold's gain and bias, as the fast path applies them."""
-    return F.layer_norm(x, x.shape[-1:], eps=eps) * _fold_view(g, x) + _fold_view(b, x)
+    return F.layer_norm(x.float(), x.shape[-1:], eps=eps) * _fold_view(g, x) + _fold_view(b, x)
 
 def _folded(fn, x, n: int):
     "Apply a per-sample layout change (`blocks_last`, `unblocks_last`) to (G, B, ...) with the folds kept apart."
@@ -113,7 +118,7 @@ def forward_folds(model: HTNet, P: dict, img, tokens: bool = False):
                 if h * w == 1: o = _lin(z, wqkv[:, 2 * inner:])        # softmax over one key is 1: out = W_o W_v x + b_o
                 else:
                     qq, kk, vv = _lin(z, wqkv).reshape(G, -1, h * w, 3, a.heads, a.dim_head).permute(3, 0, 1, 4, 2, 5)
-                    o = (((qq @ kk.transpose(-1, -2)) * a.scale).softmax(-1) @ vv).transpose(2, 3).reshape(G, -1, h, w, inner)
+                    o = (((qq @ kk.transpose(-1, -2)) * a.scale).float().softmax(-1) @ vv).transpose(2, 3).reshape(G, -1, h, w, inner)
                 y = _lin(o, P[q + '0.fn.to_out.0.weight'], P[q + '0.fn.to_out.0.bias']) + y
             z = _ln(y, P[q + '1.norm.g'], P[q + '1.norm.b'], ff.norm.eps)
             z = _lin(F.gelu(_lin(z, P[q + '1.fn.net.0.weight'], P[q + '1.fn.net.0.bias'])), P[q + '1.fn.net.3.weight'], P[q + '1.fn.net.3.bias'])
@@ -423,12 +428,13 @@ def train_folds(data: list, preset: Preset, seed=0, device: str = 'cpu', model_k
         for f in range(G): by.setdefault(len(EV[f][k]), []).append(f)
         scored += [(k, fs, torch.stack([EV[f][k] for f in fs])) for size, fs in by.items() if size]
     gens = [torch.Generator().manual_seed(s) for s in seeds]           # each fold's own shuffling, as in train_fold
+    shuffle = shuffles(preset)      # the published recipe keeps the samples' order, as train_fold does
     logs = [{k: np.zeros((E, len(ev[k]), 3), np.float32) for k in names} for _, _, ev in data]
     losses = np.zeros((G, E), np.float32)
     steps = np.zeros(G)
     n = [len(x) for x in X]
     for ep in range(E):
-        perms = [torch.randperm(n[f], generator=gens[f]).to(device) for f in range(G)]
+        perms = [(torch.randperm(n[f], generator=gens[f]) if shuffle else torch.arange(n[f])).to(device) for f in range(G)]
         total = [0.0] * G
         for i in range(0, max(n), bs):
             for size, fs in _step_groups(n, i, bs):          # one batched step for the folds whose batch has `size` samples
@@ -436,7 +442,8 @@ def train_folds(data: list, preset: Preset, seed=0, device: str = 'cpu', model_k
                 p, m1, m2 = (_rows(t, fs, span, ix) for t in (S.p, S.m1, S.m2))
                 P = {k: v.detach().requires_grad_() for k, v in S.views(p).items()}
                 batch = [perms[f][i:i + bs] for f in fs]
-                logits = forward_folds(base, P, torch.stack([X[f][b] for f, b in zip(fs, batch)]), tokens=True)
+                with autocast(preset, device):
+                    logits = forward_folds(base, P, torch.stack([X[f][b] for f, b in zip(fs, batch)]), tokens=True).float()
                 ls = [F.cross_entropy(logits[j], Y[f][b], weight=W[f]) for j, (f, b) in enumerate(zip(fs, batch))]
                 grads = torch.autograd.grad(sum(ls), list(P.values()))
                 for f, l in zip(fs, ls): total[f] += l.item() * size
@@ -446,7 +453,7 @@ def train_folds(data: list, preset: Preset, seed=0, device: str = 'cpu', model_k
                     if not span:
                         for t, tg in ((S.p, p), (S.m1, m1), (S.m2, m2)): t.index_copy_(0, ix, tg)
         losses[:, ep] = [t / k for t, k in zip(total, n)]
-        with torch.no_grad():
+        with torch.no_grad(), autocast(preset, device):
             for k, fs, v in scored:
                 out = forward_folds(base, S.views(_rows(S.p, fs, *_span(fs, device))), v, tokens=True).float().cpu().numpy()
                 for f, o in zip(fs, out): logs[f][k][ep] = o

@@ -33,6 +33,7 @@ class ChannelNorm(nn.Module):
         self.b = nn.Parameter(torch.zeros(1, dim, 1, 1))
 
     def forward(self, x):
+        x = x.float()                   # statistics in float32, also under bf16 autocast (a no-op in float32)
         var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
         return (x - mean) / (var + self.eps).sqrt() * self.g + self.b
 
@@ -68,7 +69,7 @@ class Attention(nn.Module):
         q, k, v = (t.reshape(b, self.heads, self.dim_head, h * w).transpose(-1, -2) for t in self.to_qkv(x).chunk(3, dim=1))
         # einsum as in the published code: torch lowers a contraction over a size-1 axis to a broadcast
         # multiply, which FlopCounterMode does not count; the published FLOP figure depends on it
-        attn = (torch.einsum('bhid,bhjd->bhij', q, k) * self.scale).softmax(dim=-1)
+        attn = (torch.einsum('bhid,bhjd->bhij', q, k) * self.scale).float().softmax(dim=-1)   # float32 softmax under autocast too
         out = torch.einsum('bhij,bhjd->bhid', attn, v)               # (b, heads, tokens, dim_head)
         return self.to_out(out.transpose(-1, -2).reshape(b, self.heads * self.dim_head, h, w))
 
@@ -217,7 +218,7 @@ def reference_path(model: nn.Module):
 def _ln(x, norm: ChannelNorm):
     """A `ChannelNorm` applied to a channels-last tensor: `F.layer_norm` over the last axis, then the gain and the bias
     as operations of their own (fold-parallel training, `12_foldpar`, applies G folds' gains in one operation)."""
-    return F.layer_norm(x, x.shape[-1:], eps=norm.eps) * norm.g.view(-1) + norm.b.view(-1)
+    return F.layer_norm(x.float(), x.shape[-1:], eps=norm.eps) * norm.g.view(-1) + norm.b.view(-1)
 
 def _lin(x, conv: nn.Conv2d, rows: slice = slice(None)):
     "A 1x1 convolution (output channels `rows`) applied to a channels-last tensor."
@@ -276,7 +277,7 @@ def _attention_last(attn: Attention, x):
         o = _lin(x, attn.to_qkv, slice(2 * inner, 3 * inner))
     else:
         q, k, v = _lin(x, attn.to_qkv).reshape(b, h * w, 3, H, d).permute(2, 0, 3, 1, 4)
-        o = (((q @ k.transpose(-1, -2)) * attn.scale).softmax(-1) @ v).transpose(1, 2).reshape(b, h, w, inner)
+        o = (((q @ k.transpose(-1, -2)) * attn.scale).float().softmax(-1) @ v).transpose(1, 2).reshape(b, h, w, inner)
     return attn.to_out[1](_lin(o, attn.to_out[0]))
 
 def _transformer_last(tr: Transformer, x):

@@ -48,7 +48,7 @@ def train_model(ds: MERDataset, preset: str | Preset = 'smoke', seed: int = 0, d
     if len(set(ds.labels.tolist())) < 2: raise MerError(f'train_model: {ds.name or "dataset"} has a single class; nothing to learn')
     _, losses, model = train_fold(model_input(ds), ds.labels, {}, p, seed=seed, device=device, progress=progress)
     config = _plain(dict(method='HTNet', model=p.model, preset=p.name, epochs=p.epochs, lr=p.lr, seed=seed, classes=list(CLASSES),
-                         data=ds.name, n_samples=len(ds), labels=np.bincount(ds.labels, minlength=3).tolist(),
+                         precision=p.precision, data=ds.name, n_samples=len(ds), labels=np.bincount(ds.labels, minlength=3).tolist(),
                          final_loss=round(float(losses[-1]), 4), pipeline={**default_pipeline(ds), **(pipeline or {})},
                          mer_nb=mer_nb.__version__))
     return model.cpu().eval(), config
@@ -212,11 +212,12 @@ def load_training_data(data=None, preset: str | Preset = 'smoke', frames=None, l
     return open_dataset(data, get_preset(preset).synthetic, seed=seed, frames=frames, landmarks=landmarks)
 
 def train_command(data=None, preset: str = 'quick', save='htnet.pt', seed: int = 0, frames=None, landmarks: str | None = None,
-                  device: str | None = None) -> Path:
-    "`mer-nb train`: train HTNet on all samples of `data` and save weights + config to `save`."
+                  device: str | None = None, precision: str | None = None) -> Path:
+    "`mer-nb train`: train HTNet on all samples of `data` and save weights + config (with its `precision`) to `save`."
+    p = get_preset(preset, **({'precision': precision} if precision else {}))
     ds = load_training_data(data, preset, frames, landmarks, seed)
-    print(f'[mer-nb] training HTNet ({preset} preset) on all {len(ds)} samples of {ds.name}', flush=True)
-    model, cfg = train_model(ds, preset, seed=seed, device=device, progress=True)
+    print(f'[mer-nb] training HTNet ({preset} preset, {p.precision}) on all {len(ds)} samples of {ds.name}', flush=True)
+    model, cfg = train_model(ds, p, seed=seed, device=device, progress=True)
     path = save_weights(save, model, cfg)
     print(f'[mer-nb] final training loss {cfg["final_loss"]}; saved {path} (predict pipeline: {cfg["pipeline"]})')
     return path

@@ -5,6 +5,7 @@
 # %% ../nbs/10_recipe.ipynb #027f6768
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -15,8 +16,9 @@ from .data import model_input
 from .htnet import HTNet, PAPER_CONFIG, count_flops
 
 # %% auto #0
-__all__ = ['PRESETS', 'RECIPES', 'METHODS', 'ASSUMED_FLOPS', 'ASSUMED', 'Preset', 'get_preset', 'Method', 'register_method',
-           'get_method', 'method_inputs', 'shuffles', 'build_model', 'class_weights', 'training_flops', 'gpu_estimate']
+__all__ = ['PRESETS', 'PRECISIONS', 'RECIPES', 'METHODS', 'ASSUMED_FLOPS', 'ASSUMED', 'Preset', 'get_preset', 'Method',
+           'register_method', 'get_method', 'method_inputs', 'shuffles', 'build_model', 'class_weights', 'autocast',
+           'training_flops', 'gpu_estimate']
 
 # %% ../nbs/10_recipe.ipynb #13220ac4
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Preset:
     n_boot: int = 1000                  # bootstrap resamples for the intervals
     diffusion: dict = field(default_factory=dict)  # overrides of mer_nb.diffusion.DIFFUSION_PRESETS[name] (enter the run key via augment's repr)
     recipe: str = 'ours'                # the input recipe, RECIPES: 'ours' or 'published' (HTNet's code)
+    precision: str = 'fp32'             # PRECISIONS: 'fp32', or 'bf16' (autocast: products in bfloat16, see `autocast`)
 
 PRESETS = {
     'smoke': Preset('smoke', model=dict(PAPER_CONFIG, dim=16, heads=2, block_repeats=(1, 1, 1)), epochs=3, batch_size=32,
@@ -46,6 +49,8 @@ PRESETS = {
                    lr=1e-3, weight_decay=1e-4, class_weight='balanced', synthetic=dict(n_subjects=6, per_class=4), workers=1,
                    n_boot=200, diffusion=dict(channels=(8, 16, 16), train_steps=60, batch_size=16, groups=2)),
 }
+
+PRECISIONS = ('fp32', 'bf16')
 
 RECIPES = {   # what a preset's `recipe` sets: model_input's arguments, reshuffling each epoch, landmarks of the data
     'ours': dict(inputs={}, shuffle=True, landmarks=None),
@@ -61,6 +66,7 @@ def get_preset(preset: str | Preset, **overrides) -> Preset:
     if bad: raise MerError(f'unknown preset field(s): {", ".join(sorted(bad))}')
     p = replace(preset, **overrides)
     if p.recipe not in RECIPES: raise MerError(f'unknown recipe {p.recipe!r} (choose from {", ".join(RECIPES)})')
+    if p.precision not in PRECISIONS: raise MerError(f'unknown precision {p.precision!r} (choose from {", ".join(PRECISIONS)})')
     return p
 
 # %% ../nbs/10_recipe.ipynb #388066c4
@@ -112,6 +118,26 @@ def class_weights(y: np.ndarray, mode: str | None):
     counts = np.bincount(y, minlength=3).astype(np.float32)
     w = np.where(counts > 0, len(y) / (3 * np.maximum(counts, 1)), 0.0)
     return torch.tensor(w, dtype=torch.float32)
+
+@contextlib.contextmanager
+def autocast(preset: Preset, device):
+    """The precision of a forward pass under `preset.precision`. 'fp32': nothing changes. 'bf16': `torch.autocast` to
+    bfloat16 on the CPU or CUDA (matrix products and convolutions in bfloat16), and on CUDA TF32 for the float32
+    products left. What stays float32: the weights and the optimizer state (autocast casts copies of the weights),
+    the residual stream, LayerNorm (its input is cast back to float32), the attention softmax (computed in float32),
+    the logits and the loss (the trainers cast the logits to float32 first). Backward passes run outside it, in the
+    dtypes the forward recorded."""
+    if preset.precision == 'fp32':
+        yield
+        return
+    dev = torch.device(device).type
+    tf32 = dev == 'cuda'
+    if tf32: prev = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        if tf32: torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        with torch.autocast(dev, dtype=torch.bfloat16): yield
+    finally:
+        if tf32: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
 
 # %% ../nbs/10_recipe.ipynb #5d0c2b7e
 ASSUMED_FLOPS = 50e12

@@ -16,10 +16,10 @@ from .metrics import plot_confusion
 from .train import LEAKY
 
 # %% auto #0
-__all__ = ['DATASET_NAMES', 'COMPARISONS_NOTE', 'RESULT_SUFFIXES', 'README_START', 'README_END', 'render_table', 'bar_chart',
-           'chance_line', 'save_figure', 'uf1_bars', 'confusion_grid', 'render_aug', 'quality_md', 'sample_grid',
-           'comparisons_md', 'Result', 'write_result', 'publish', 'artefact_summary', 'results_summary',
-           'update_readme']
+__all__ = ['DATASET_NAMES', 'COMPARISONS_NOTE', 'RESULT_SUFFIXES', 'README_START', 'README_END', 'OVERALL', 'PROTOCOLS',
+           'SUMMARY_RUNS', 'SUMMARY_COMPARISONS', 'render_table', 'bar_chart', 'chance_line', 'save_figure', 'uf1_bars',
+           'confusion_grid', 'render_aug', 'quality_md', 'sample_grid', 'comparisons_md', 'Result', 'write_result',
+           'publish', 'artefact_provenance', 'artefact_comparisons', 'results_summary', 'update_readme']
 
 # %% ../nbs/17_report.ipynb #392ef9c0
 DATASET_NAMES = {'composite': 'Composite', 'smic': 'SMIC', 'samm': 'SAMM', 'casme2': 'CASME II', 'synthetic': 'Synthetic',
@@ -214,58 +214,124 @@ def publish(adir, dest) -> list[Path]:
         if old.is_file() and old not in written: old.unlink()
     return written
 
-def _uf1_cell(r) -> str:
-    sd = '' if pd.isna(r.get('std', np.nan)) else f' ± {r["std"]:.3f}'
-    ci = '' if pd.isna(r.get('ci_low', np.nan)) else f' [{r.ci_low:.3f}, {r.ci_high:.3f}]'
-    return f'{r.value:.3f}{sd}{ci}'
+OVERALL = ('composite', 'casme3')     # the row of a comparison over all samples: the composite, or CAS(ME)^3 alone
+PROTOCOLS = {'loso': 'LOSO', 'kfold': 'K-fold'}
 
-def artefact_summary(adir) -> str:
-    "One artefact's block of the results summary: its title, how it was run, composite UF1 under `last` per row, its comparisons."
+def _seed_ranges(seeds) -> str:
+    "Seeds as ranges: [0, 1, 2, 3, 4, 7] -> '0-4, 7'."
+    runs = []
+    for s in sorted({int(s) for s in seeds}):
+        if runs and s == runs[-1][1] + 1: runs[-1][1] = s
+        else: runs.append([s, s])
+    return ', '.join(str(a) if a == b else f'{a}-{b}' for a, b in runs)
+
+def _p(p) -> str: return '—' if pd.isna(p) else '< 0.001' if p < 0.001 else f'{p:.3f}'
+
+def artefact_provenance(adir) -> dict:
+    """One artefact folder of `results/` in one row: its name and title, data and protocol, preset, the seeds its predictions
+    hold, the training-code hash, the training core-hours of its fold records, and a link to its full tables."""
     import json
     adir = Path(adir)
     run = json.loads((adir/'run.json').read_text())
     name = run['artefact']
-    md = (adir/f'{name}.md').read_text()
-    title = md.split('\n', 1)[0].lstrip('# ').strip()
-    secs = sum(run.get('wall_seconds', {}).values())
-    train = run.get('training_core_seconds')
-    train = '' if train is None else f'training {train / 3600:.1f} core-h (its fold records), '
+    title = (adir/f'{name}.md').read_text().split('\n', 1)[0].lstrip('# ').strip()
     pf = adir/f'{name}_predictions.csv.gz'
-    seeds = sorted(int(s) for s in pd.read_csv(pf, usecols=['seed']).seed.unique() if s >= 0) if pf.is_file() else run['seeds']
-    lines = [f'### {title}', '',
-             f'`{name}`: preset `{run["preset"]["name"]}`, seeds {seeds}, training code `{str(run.get("training_code", "?"))[:12]}`, '
-             f'{train}notebook {secs / 3600:.2f} h; '
-             f'full table, figures and per-sample predictions: [`results/{name}/`](results/{name}/{name}.md).', '']
+    seeds = [int(s) for s in pd.read_csv(pf, usecols=['seed']).seed.unique() if s >= 0] if pf.is_file() else run['seeds']
     sc = pd.read_csv(adir/f'{name}.csv')
-    if {'dataset', 'metric', 'selection'} <= set(sc.columns):
-        sc = sc[(sc.dataset == 'composite') & (sc.metric == 'UF1') & (sc.selection == 'last') & sc.run.isin(['ours', 'seed ensemble'])]
-    else: sc = sc.iloc[:0]
-    if len(sc):
-        ids = [c for c in ('config', 'method') if c in sc.columns and sc[c].notna().any()]
-        t = pd.DataFrame({**{c: sc[c] for c in ids}, 'run': sc.run, 'composite UF1 (last)': sc.apply(_uf1_cell, axis=1),
-                          'seeds': sc.n_seeds.map(lambda n: '' if pd.isna(n) else int(n))})
-        lines += [t.to_markdown(index=False, disable_numparse=True), '']
-    cf = adir/'comparisons.csv'
-    if cf.is_file():
+    data = [DATASET_NAMES.get(d, d) for d in OVERALL if 'dataset' in sc and d in set(sc.dataset)]
+    prot = [PROTOCOLS.get(p, p) for p in dict.fromkeys(sc.protocol.dropna())] if 'protocol' in sc else []
+    core = run.get('training_core_seconds')
+    train = '—' if core is None else ('≥ ' if run.get('records_without_time') else '') + f'{core / 3600:.1f} core-h'
+    return {'artefact': f'`{name}`: {title}', 'data, protocol': ', '.join(data + prot) or '—', 'preset': f'`{run["preset"]["name"]}`',
+            'seeds': _seed_ranges(seeds), 'training code': f'`{str(run.get("training_code", "?"))[:12]}`', 'training': train,
+            'full tables': f'[`results/{name}/`](results/{name}/{name}.md)'}
+
+_COMPARISON_COLS = {'comparison', 'a', 'b', 'selection', 'dataset', 'metric', 'value_a', 'value_b', 'diff', 'ci_low', 'ci_high', 'p',
+                    'p_holm', 'n_subjects', 'n_samples', 'n_seeds', 'agreement', 'verdict'}
+
+def _arm_filters(label) -> dict:
+    "An arm's label (`metrics._arm_label`) back to its filters: 'method=HTNet, selection=last' -> {'method': 'HTNet', 'selection': 'last'}."
+    import re
+    keys = list(re.finditer(r'(?:^|, )(\w+)=', label)) if isinstance(label, str) else []
+    return {m.group(1): label[m.end():keys[i + 1].start() if i + 1 < len(keys) else len(label)] for i, m in enumerate(keys)}
+
+def _arm_uf1(scores: pd.DataFrame, filters: dict, value) -> str:
+    """An arm's UF1: `value` (the comparison's own), with the sd over seeds of the one row of `scores` (run `ours`) that
+    `filters` pick and that holds the same value; without sd where there is no such row."""
+    if pd.isna(value): return '—'
+    m = scores
+    for k, v in {'run': 'ours', 'metric': 'UF1', **filters}.items():
+        if k not in m.columns: return f'{value:.3f}'
+        m = m[m[k].astype(str) == str(v)]
+    ok = len(m) == 1 and 'std' in m and not pd.isna(m['std'].iloc[0]) and abs(m['value'].iloc[0] - value) < 1e-9
+    return f'{value:.3f} ± {m["std"].iloc[0]:.3f}' if ok else f'{value:.3f}'
+
+def _verdict(diff, p_holm) -> str:
+    return 'not resolved' if p_holm >= 0.05 else 'b better' if diff > 0 else 'a better'
+
+def artefact_comparisons(adir) -> pd.DataFrame:
+    """Every comparison an artefact folder holds, in UF1 on all samples (`OVERALL`): the rows of its `comparisons*.csv`
+    (`comparisons_<config>.csv` belongs to the table `<name>_<config>`) and the paired gains (diffusion - none) under `last`
+    of Tables 2 and 3 (their rows `run='paired gain'`). One row each: artefact, comparison, UF1 of a and b (mean ± sd over
+    seeds), b - a [95%], p, Holm p, verdict; in the order of the files."""
+    import json
+    adir = Path(adir)
+    name = json.loads((adir/'run.json').read_text())['artefact']
+    rows = []
+    def row(stem, keys, comparison, data, ua, ub, diff, lo, hi, p, p_holm, verdict):
+        rows.append({'artefact': f'`{stem}`' + ''.join(f', {k} {v}' for k, v in keys.items()),
+                     'comparison (b vs a)': comparison + ('' if data == 'composite' else f' ({DATASET_NAMES.get(data, data)})'),
+                     'UF1 a': ua, 'UF1 b': ub, 'b - a [95%]': f'{diff:+.3f} [{lo:+.3f}, {hi:+.3f}]', 'p': _p(p), 'Holm p': _p(p_holm),
+                     'verdict': verdict})
+    files = sorted(adir.glob('comparisons*.csv'), key=lambda f: (f.stem != 'comparisons', f.name))
+    for cf in files:
+        stem = name + cf.stem[len('comparisons'):]
+        scf = adir/f'{stem}.csv'
+        sc = pd.read_csv(scf) if scf.is_file() else pd.DataFrame()
         c = pd.read_csv(cf)
-        c = c[c.dataset == 'composite']
-        if len(c):
-            by = [k for k in ('config',) if k in c.columns]
-            t = pd.DataFrame({**{k: c[k] for k in by}, 'comparison (b vs a)': c.comparison,
-                              'b - a [95%]': [f'{d:+.3f} [{lo:+.3f}, {hi:+.3f}]' for d, lo, hi in zip(c['diff'], c.ci_low, c.ci_high)],
-                              'p': c.p.map('{:.3f}'.format), 'Holm p': c.p_holm.map('{:.3f}'.format), 'verdict': c.verdict})
-            lines += ['Comparisons (composite UF1 under `last`; paired over subjects; Holm over the table\'s family, '
-                      'which also holds the per-dataset rows of the full table):', '', t.to_markdown(index=False, disable_numparse=True), '']
-    return '\n'.join(lines).rstrip() + '\n'
+        if c.empty: continue
+        c = c[c.dataset.isin(OVERALL) & (c.metric == 'UF1' if 'metric' in c else True)]
+        by = [k for k in c.columns if k not in _COMPARISON_COLS]
+        for r in c.to_dict('records'):
+            keys = {k: r[k] for k in by if not pd.isna(r[k])}
+            base = {**keys, 'dataset': r['dataset'], **({} if pd.isna(r.get('selection')) else {'selection': r['selection']})}
+            row(stem, keys, r['comparison'], r['dataset'], _arm_uf1(sc, {**base, **_arm_filters(r.get('a'))}, r.get('value_a', np.nan)),
+                _arm_uf1(sc, {**base, **_arm_filters(r.get('b'))}, r.get('value_b', np.nan)), r['diff'], r['ci_low'], r['ci_high'],
+                r['p'], r['p_holm'], r['verdict'])
+    sc = pd.read_csv(adir/f'{name}.csv')
+    if {'run', 'augmentation', 'method', 'selection', 'dataset', 'metric'} <= set(sc.columns):
+        g = sc[(sc.run == 'paired gain') & (sc.metric == 'UF1') & (sc.selection == 'last') & sc.dataset.isin(OVERALL)]
+        if 'fold' in g: g = g[g.fold.astype(str) == 'all']
+        for r in g.to_dict('records'):
+            arm = {'method': r['method'], 'selection': 'last', 'dataset': r['dataset'], **({'fold': 'all'} if 'fold' in g else {})}
+            def uf1(aug):
+                m = sc[(sc.run == 'ours') & (sc.metric == 'UF1')]
+                for k, v in {**arm, 'augmentation': aug}.items(): m = m[m[k].astype(str) == str(v)]
+                return '—' if len(m) != 1 else f'{m.value.iloc[0]:.3f}' + ('' if pd.isna(m['std'].iloc[0]) else f' ± {m["std"].iloc[0]:.3f}')
+            row(name, {}, f'{r["method"]}: diffusion vs none', r['dataset'], uf1('none'), uf1('diffusion'), r['value'], r['ci_low'],
+                r['ci_high'], r['p'], r['p_holm'], _verdict(r['value'], r['p_holm']))
+    return pd.DataFrame(rows, columns=['artefact', 'comparison (b vs a)', 'UF1 a', 'UF1 b', 'b - a [95%]', 'p', 'Holm p', 'verdict'])
+
+SUMMARY_RUNS = ('**What was run**: one row per folder of `results/`; training: the core-hours its fold records took. Each '
+                'folder\'s page holds the full tables (every row and source dataset, UAR, leaky selections, the seed ensemble), '
+                'figures, executed notebook, comparisons and per-sample predictions.')
+SUMMARY_COMPARISONS = ('**Every comparison**, the claims of the tables: UF1 on all samples under `last` (the primary endpoint, '
+                       'unless the comparison names another selection), mean ± sd over seeds; b - a paired over subjects on the same '
+                       'folds and seeds, with its 95% interval (paired cluster bootstrap) and sign-flip permutation p; Holm p: '
+                       'corrected across its table\'s family, which also holds the per-dataset rows; "not resolved": Holm p >= 0.05.')
 
 def results_summary(results, order=()) -> str:
-    "The results block of the README: every artefact folder of `results` that has a `run.json` (in `order` first), summarised."
+    """The results block of the README, the same size whatever a table's rows: one provenance row per artefact folder of
+    `results` that has a `run.json` (in `order` first), then every comparison they hold, read from their files and nothing else."""
     results = Path(results)
     dirs = [d for d in results.iterdir() if (d/'run.json').is_file()] if results.is_dir() else []
     rank = {n: i for i, n in enumerate(order)}
     dirs.sort(key=lambda d: (rank.get(d.name, len(rank)), d.name))
     if not dirs: return 'No committed results yet.\n'
-    return '\n'.join(artefact_summary(d) for d in dirs)
+    md = [SUMMARY_RUNS, pd.DataFrame([artefact_provenance(d) for d in dirs]).to_markdown(index=False, disable_numparse=True)]
+    comps = pd.concat([artefact_comparisons(d) for d in dirs], ignore_index=True)
+    if len(comps): md += [SUMMARY_COMPARISONS, comps.to_markdown(index=False, disable_numparse=True)]
+    return '\n\n'.join(md) + '\n'
 
 def update_readme(readme, results, order=(), check: bool = False) -> bool:
     """Write `results_summary(results)` between the README's markers (`README_START`, `README_END`); with `check`, write

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .core import MerError, default_device, seed_everything
 from .metrics import uf1
-from .recipe import Method, Preset, build_model, class_weights, shuffles
+from .recipe import Method, Preset, autocast, build_model, class_weights, shuffles
 
 # %% auto #0
 __all__ = ['SELECTIONS', 'LEAKY', 'train_fold', 'select_epoch']
@@ -42,14 +42,15 @@ def train_fold(x_train: np.ndarray, y_train: np.ndarray, evals: dict, preset: Pr
         total = 0.0
         for i in range(0, len(X), preset.batch_size):
             b = perm[i:i + preset.batch_size]
-            loss = F.cross_entropy(model(X[b]), Y[b], weight=w)
+            with autocast(preset, device): out = model(X[b])
+            loss = F.cross_entropy(out.float(), Y[b], weight=w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.item() * len(b)
         losses[ep] = total / len(X)
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(preset, device):
             for k, v in E.items():
                 if len(v): logs[k][ep] = model(v).float().cpu().numpy()
     return logs, losses, model

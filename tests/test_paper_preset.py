@@ -65,7 +65,7 @@ def test_published_recipe_changes_exactly_its_fields():
     assert k_o != k_p
     import hashlib
     from mer_nb.cv import _fingerprint, training_code
-    old = dict(method='HTNet', preset={f: v for f, v in asdict(ours).items() if f not in ('workers', 'n_boot', 'synthetic', 'name', 'diffusion', 'recipe')},
+    old = dict(method='HTNet', preset={f: v for f, v in asdict(ours).items() if f not in ('workers', 'n_boot', 'synthetic', 'name', 'diffusion', 'recipe', 'precision')},
                model_kw={}, protocol='loso', k=None, regime='full', data=_fingerprint(ds), code=training_code())
     assert k_o == hashlib.sha1(json.dumps(old, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

@@ -28,7 +28,10 @@ def test_table4_table5_fig1_smoke(tmp_path):
     t5 = pd.read_csv(tmp_path / 'table5' / 'table5.csv')
     cost = t5[t5.dataset == 'model'].pivot_table(index='method', columns='metric', values='value')
     assert set(cost.index) == {'HTNet+LAPE', 'HTNet+LAPE+ESAAT'} and (cost.params > 0).all() and (cost.cpu_ms_per_sample > 0).all()
-    assert set(t5[t5.dataset != 'model'].method) == {'HTNet+LAPE', 'HTNet+LAPE+ESAAT'}
+    controls = {f'random removal (draw {d})' for d in range(3)} | {'fine-tune only'}      # the criterion's controls
+    assert set(t5[t5.dataset != 'model'].method) == {'HTNet+LAPE', 'HTNet+LAPE+ESAAT'} | controls
+    c5 = pd.read_csv(tmp_path / 'table5' / 'comparisons.csv')
+    assert set(c5.comparison) == {'+ESAAT vs HTNet+LAPE'} | {f'ESAAT vs {c}' for c in controls}
     md5 = (tmp_path / 'table5' / 'table5.md').read_text()
     assert 'preset `smoke`' in md5 and 'training subjects only' in md5 and 'predict as the HTNet+LAPE run on 100.0%' in md5
     md5a = (tmp_path / 'table5' / 'table5_attending.md').read_text()
