@@ -64,6 +64,7 @@ bench: setup
 	$(BIN)/python bench/htnet_step.py --preset quick --batch 32 --steps 30 --threads 1
 	$(BIN)/python bench/attention.py
 	$(BIN)/python bench/fold_adam.py
+	$(BIN)/python bench/precision.py --configs paper:32,quick:32 --steps 1
 	OMP_NUM_THREADS=1 $(BIN)/python bench/foldpar_loso.py $(if $(DATA),--data $(DATA))
 
 clean:
