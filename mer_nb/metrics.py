@@ -16,7 +16,7 @@ from .core import CLASSES, MerError
 
 # %% auto #0
 __all__ = ['LABELS', 'METRICS', 'uf1', 'uar', 'bootstrap_ci', 'cluster_bootstrap_ci', 'score_predictions', 'paired_comparison',
-           'holm', 'compare_arms', 'plot_confusion']
+           'holm', 'compare_arms', 'verdict', 'plot_confusion']
 
 # %% ../nbs/07_metrics.ipynb #facf7708
 LABELS = list(range(len(CLASSES)))
@@ -260,8 +260,13 @@ def compare_arms(preds: pd.DataFrame, comparisons, by=(), metric: str = 'UF1', s
     out = pd.DataFrame(rows)
     if out.empty: return out
     out.insert(out.columns.get_loc('p') + 1, 'p_holm', holm(out['p'].to_numpy()))
-    out['verdict'] = np.where(out['p_holm'] >= 0.05, 'not resolved', np.where(out['diff'] > 0, 'b better', 'a better'))
+    out['verdict'] = verdict(out['diff'].to_numpy(), out['p_holm'].to_numpy())
     return out
+
+def verdict(diff, p_holm, level: float = 0.05):
+    "A comparison's verdict from b - a and its Holm p: 'not resolved' (p_holm >= level), else 'b better' or 'a better' (arrays too)."
+    v = np.where(np.asarray(p_holm) >= level, 'not resolved', np.where(np.asarray(diff) > 0, 'b better', 'a better'))
+    return str(v) if v.ndim == 0 else v
 
 # %% ../nbs/07_metrics.ipynb #4f16c8ae
 def plot_confusion(y_true, y_pred, ax=None, title: str = '', normalize: bool = True):

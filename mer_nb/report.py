@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .core import CLASSES, MerError, atomic_write
-from .metrics import plot_confusion
+from .metrics import plot_confusion, verdict
 from .train import LEAKY
 
 # %% auto #0
@@ -266,9 +266,6 @@ def _arm_uf1(scores: pd.DataFrame, filters: dict, value) -> str:
     ok = len(m) == 1 and 'std' in m and not pd.isna(m['std'].iloc[0]) and abs(m['value'].iloc[0] - value) < 1e-9
     return f'{value:.3f} ± {m["std"].iloc[0]:.3f}' if ok else f'{value:.3f}'
 
-def _verdict(diff, p_holm) -> str:
-    return 'not resolved' if p_holm >= 0.05 else 'b better' if diff > 0 else 'a better'
-
 def artefact_comparisons(adir) -> pd.DataFrame:
     """Every comparison an artefact folder holds, in UF1 on all samples (`OVERALL`): the rows of its `comparisons*.csv`
     (`comparisons_<config>.csv` belongs to the table `<name>_<config>`) and the paired gains (diffusion - none) under `last`
@@ -309,7 +306,7 @@ def artefact_comparisons(adir) -> pd.DataFrame:
                 for k, v in {**arm, 'augmentation': aug}.items(): m = m[m[k].astype(str) == str(v)]
                 return '—' if len(m) != 1 else f'{m.value.iloc[0]:.3f}' + ('' if pd.isna(m['std'].iloc[0]) else f' ± {m["std"].iloc[0]:.3f}')
             row(name, {}, f'{r["method"]}: diffusion vs none', r['dataset'], uf1('none'), uf1('diffusion'), r['value'], r['ci_low'],
-                r['ci_high'], r['p'], r['p_holm'], _verdict(r['value'], r['p_holm']))
+                r['ci_high'], r['p'], r['p_holm'], verdict(r['value'], r['p_holm']))
     return pd.DataFrame(rows, columns=['artefact', 'comparison (b vs a)', 'UF1 a', 'UF1 b', 'b - a [95%]', 'p', 'Holm p', 'verdict'])
 
 SUMMARY_RUNS = ('**What was run**: one row per folder of `results/`; training: the core-hours its fold records took. Each '
