@@ -7,9 +7,12 @@ projected wall time of `mer-nb reproduce --seeds 0,1,2,3,4` (every artefact) on 
     python bench/cost.py --methods LBP-TOP,Bi-WOOF             # time only some runs (the others print nan)
 
 The runs are the ones the artefacts train (Table 1: HTNet and the baselines; Table 4: none/scalar/LAPE at the preset's
-and the attending configuration; Table 5: their LAPE runs, ESAAT and its random-removal and fine-tune-only controls; Tables 2 and 3: HTNet+LAPE+ESAAT without and with
+and the attending configuration; Table 5: their LAPE runs, and ESAAT with its random-removal and fine-tune-only controls
+as one family run -- siblings of one HTNet+LAPE training per fold, timed together; the last line also projects them
+trained each on its own, as before `run_cv(siblings=)`, adding one HTNet+LAPE run per control; Tables 2 and 3: HTNet+LAPE+ESAAT without and with
 diffusion augmentation, subject-grouped 5-fold and LOSO); a run several artefacts share (same run key) is counted once,
-under the first artefact `reproduce` runs. Figure 1 trains nothing.
+under the first artefact `reproduce` runs. Figure 1 trains nothing. Table 1's trained baselines run on the first 3 seeds
+(`table1(baseline_seeds=3)`); the projection counts them so, and its last line also without that.
 
 With `--runs`: each fold record's `seconds` (one thread per fold; with fold batching the group's time shared out, so the
 sum over a seed's folds is exact) summed per seed, averaged over the seeds found.
@@ -42,28 +45,33 @@ ORDER = ('table1', 'table4', 'table5', 'fig1', 'table2', 'table3')   # filled in
 def plan(p, k: int = 5) -> list[dict]:
     "Every training run of every artefact, in the order `reproduce` runs them, as run_cv arguments."
     from mer_nb.cli import ARTEFACTS
-    from mer_nb.experiments import AUG_METHODS, AUG_VARIANTS, TABLE1_METHODS, USES_FACES, model_configs
+    import inspect
+    from mer_nb.experiments import AUG_METHODS, AUG_VARIANTS, TABLE1_METHODS, USES_FACES, model_configs, table1
     from mer_nb.recipe import get_method
     from mer_nb.esaat import RANDOM_DRAWS
     rows = []
+    bseeds = inspect.signature(table1).parameters['baseline_seeds'].default    # the trained baselines' seeds in Table 1
     for art in ARTEFACTS:
         if art == 'table1':
             for m in TABLE1_METHODS:
                 sk = get_method(m).kind == 'sklearn'
                 rows.append(dict(artefact=art, row=m, method=m, model_kw={'class_weight': p.class_weight} if sk and p.class_weight else None,
-                                 protocol='loso', faces=m in USES_FACES, augment=False, workers=1 if sk else p.workers))
+                                 protocol='loso', faces=m in USES_FACES, augment=False, workers=1 if sk else p.workers,
+                                 max_seeds=None if sk or m == 'HTNet' else bseeds))
         elif art == 'table4':
             for c, ckw in model_configs(p).items():
                 for pos in ('lape', 'scalar', 'none'):
                     rows.append(dict(artefact=art, row=f'HTNet pos_emb={pos} ({c})', method='HTNet', model_kw={**ckw, 'pos_emb': pos},
                                      protocol='loso', faces=False, augment=False, workers=p.workers))
         elif art == 'table5':
+            controls = (*((f'ESAAT-random{d}', f'random removal (draw {d})') for d in range(RANDOM_DRAWS)), ('ESAAT-none', 'fine-tune only'))
             for c, ckw in model_configs(p).items():
-                for m, label in (('HTNet', 'HTNet+LAPE'), ('ESAAT', 'HTNet+LAPE+ESAAT'),     # and the criterion's controls
-                                 *((f'ESAAT-random{d}', f'random removal (draw {d})') for d in range(RANDOM_DRAWS)),
-                                 ('ESAAT-none', 'fine-tune only')):
-                    rows.append(dict(artefact=art, row=f'{label} ({c})', method=m, model_kw={**ckw, 'pos_emb': 'lape'},
-                                     protocol='loso', faces=False, augment=False, workers=p.workers))
+                kw = dict(model_kw={**ckw, 'pos_emb': 'lape'}, protocol='loso', faces=False, augment=False, workers=p.workers)
+                rows.append(dict(artefact=art, row=f'HTNet+LAPE ({c})', method='HTNet', **kw))
+                # ESAAT and the criterion's controls: siblings of one HTNet+LAPE training per fold (run_cv(siblings=))
+                rows.append(dict(artefact=art, row=f'HTNet+LAPE+ESAAT and its {len(controls)} controls ({c})', method='ESAAT',
+                                 siblings=[m for m, _ in controls], base=f'HTNet+LAPE ({c})', **kw))
+                rows += [dict(artefact=art, row=f'{label} ({c})', method=m, family=f'HTNet+LAPE+ESAAT ({c})', **kw) for m, label in controls]
         elif art in ('table2', 'table3'):
             protocol = 'kfold' if art == 'table2' else 'loso'
             for label in AUG_METHODS:
@@ -138,7 +146,7 @@ def measure(r: dict, data, preset: str, sample: int, seeds, epochs, tmp) -> dict
             aug = _Timed(_augment(pe, d/'diffusion')) if r['augment'] else None
             t = time.process_time()
             CV.run_cv(ds, pe, d, r['protocol'], r['k'], seeds, ('last',), r['model_kw'], r['method'], workers=1, device='cpu',
-                      progress=False, augment=aug)
+                      progress=False, augment=aug, siblings=r.get('siblings', ()))
             cpu = max(0.0, time.process_time() - t - t_again)
             n_fit = len(fit_records(d/'diffusion')) if r['augment'] else 0
             aug_cpu = aug.cpu if aug else 0.0
@@ -157,17 +165,19 @@ def measure(r: dict, data, preset: str, sample: int, seeds, epochs, tmp) -> dict
                 seed_core_s=fold * n_folds + fit * n_fits + t_inputs)
 
 
-def from_records(r: dict, rdir: Path, n_folds: int) -> dict:
-    "Core-seconds of one seed of run `r` from its fold records under `rdir` (mean over the seeds found)."
+def from_records(r: dict, rdirs, n_folds: int) -> dict:
+    """Core-seconds of one seed of run `r` from its fold records under `rdirs` (its run key's folder, and its siblings'
+    for a family run: their records share the training's seconds out), the mean over the seeds found."""
     per_seed, fb, found = [], set(), 0
-    for sd in sorted(rdir.glob('seed*')):
+    for sd in sorted(rdirs[0].glob('seed*')):
         secs = []
         for f in sd.glob('*.npz'):
             with np.load(f) as z:
                 secs.append(float(z['seconds']))
                 fb.add(int(z['fold_batch']) if 'fold_batch' in z.files else 1)
+        sib = [float(np.load(q)['seconds']) for rd in rdirs[1:] for q in (rd/sd.name).glob('*.npz')]
         if secs:
-            per_seed.append(sum(secs) * n_folds / len(secs))    # scaled up when folds are missing
+            per_seed.append((sum(secs) + sum(sib)) * n_folds / len(secs))    # scaled up when folds are missing
             found = max(found, len(secs))
     if not per_seed: return {}
     return dict(folds=n_folds, found=found, seeds=len(per_seed), fold_batch=sorted(fb), seed_core_s=float(np.mean(per_seed)))
@@ -203,13 +213,15 @@ def main(argv=None):
     first, uniq = {}, []
     for r in rows:
         r['key'] = _key(r, dss[r['faces']], p)
-        if r['key'] in first: r['shared'] = first[r['key']]
+        if r.get('family'): r['shared'] = r['family']           # its record is written by its family's run
+        elif r['key'] in first: r['shared'] = first[r['key']]
         else: first[r['key']] = r['artefact']; uniq.append(r)
     t0 = time.time()
     if a.runs:
         for r in uniq:
             n = len(make_folds(dss[r['faces']].subjects, r['protocol'], r['k']))
-            r.update(from_records(r, Path(a.runs)/r['key'], n) or dict(folds=n, seed_core_s=float('nan')))
+            sib = [_key({**r, 'method': m}, dss[r['faces']], p) for m in r.get('siblings', ())]
+            r.update(from_records(r, [Path(a.runs)/k for k in (r['key'], *sib)], n) or dict(folds=n, seed_core_s=float('nan')))
         how = f'from the fold records in {a.runs}'
     else:
         with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(a.jobs, mp_context=mp.get_context('spawn')) as ex:
@@ -223,17 +235,22 @@ def main(argv=None):
     print(f'# Cost of one seed, preset {p.name}, data {Path(a.data).name} ({how})\n')
     print(f'| artefact | run | method | run key | folds | core-s / fold | core-s / seed | parallel | shared with |')
     print('|---|---|---|---|---:|---:|---:|---:|---|')
-    per_art, wall = {}, 0.0
+    per_art, wall, alone, all_seeds = {}, 0.0, 0.0, 0.0
+    cost = lambda r: next((x for x in uniq if x['key'] == r['key']), {}).get('seed_core_s', float('nan'))
     for r in rows:
-        u = next(x for x in uniq if x['key'] == r['key'])
-        shared = r.get('shared')
-        c = u.get('seed_core_s', float('nan'))
+        u = next((x for x in uniq if x['key'] == r['key']), None)
+        shared, c = r.get('shared'), cost(r)
         par = max(1, min(r['workers'], a.cores))
-        print(f"| {r['artefact']} | {r['row']} | {r['method']} | {r['key']} | {u['folds']} | {c / u['folds']:.1f} | "
+        folds = u['folds'] if u else len(make_folds(dss[r['faces']].subjects, r['protocol'], r['k']))
+        print(f"| {r['artefact']} | {r['row']} | {r['method']} | {r['key']} | {folds} | {'' if r.get('family') else f'{c / folds:.1f}'} | "
               f"{'(counted there)' if shared else f'{c:,.0f}'} | {par} | {shared or ''} |")
         if not shared:
+            n = min(a.project_seeds, r.get('max_seeds') or a.project_seeds)     # Table 1's trained baselines: fewer seeds
             per_art[r['artefact']] = per_art.get(r['artefact'], 0.0) + c
-            wall += c * a.project_seeds / par
+            wall += c * n / par
+            all_seeds += c * (a.project_seeds - n) / par
+        if r.get('base'):     # each sibling run alone would train its own HTNet+LAPE again
+            alone += len(r['siblings']) * cost(next(x for x in rows if x['row'] == r['base'])) * a.project_seeds / par
     print('\n| artefact | core-s / seed | core-h / seed |')
     print('|---|---:|---:|')
     for art in ORDER:
@@ -244,7 +261,13 @@ def main(argv=None):
     print(f'\nprojected wall time of `mer-nb reproduce --preset {p.name} --data {Path(a.data).name} '
           f'--seeds {",".join(map(str, range(a.project_seeds)))}` (all artefacts, training only) on {a.cores} core(s): '
           f'{wall:,.0f} s = {_fmt_h(wall)}')
-
+    if alone:
+        print(f'the same with every Table 5 ESAAT run training its own HTNet+LAPE (no siblings; its HTNet+LAPE row x the '
+              f'siblings added): {wall + alone:,.0f} s = {_fmt_h(wall + alone)}; siblings: {(wall + alone) / wall:.2f}x')
+    if all_seeds:
+        print(f'the same with the trained baselines on all {a.project_seeds} seeds too (not the first '
+              f'{min(r.get("max_seeds") or a.project_seeds for r in rows)}): {wall + alone + all_seeds:,.0f} s = '
+              f'{_fmt_h(wall + alone + all_seeds)}; both: {(wall + alone + all_seeds) / wall:.2f}x')
 
 if __name__ == '__main__':
     main()

@@ -57,16 +57,35 @@ def _cpu() -> float:
     return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for f in ('ru_utime', 'ru_stime'))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def add_common(ap) -> None:
+    "The options every LOSO benchmark here takes: data, preset, epochs, the folds tested, seeds, workers."
     ap.add_argument('--data', default=None, help='composite folder (default: the embedded synthetic set)')
     ap.add_argument('--preset', default='quick')
     ap.add_argument('--epochs', type=int, default=None, help="override the preset's epochs (a shorter benchmark)")
     ap.add_argument('--folds', type=int, default=None, help='only the first N subjects as test folds (default: all)')
     ap.add_argument('--seeds', default='0', help='comma-separated seeds (default: 0)')
+    ap.add_argument('--workers', type=int, default=2)
+
+
+def open_common(a):
+    """(dataset, preset, seeds) of `add_common`'s options; with `--folds N` every subject still trains, but only the first
+    N subjects' folds are tested (`cv.make_folds` narrowed in this process)."""
+    import mer_nb.cv as CV
+    import mer_nb.recipe as R
+    from mer_nb.sources import open_dataset
+    ds = open_dataset(a.data, R.get_preset(a.preset).synthetic, kinds=('synthetic', 'composite'))
+    if a.folds:
+        keep = set(sorted(set(ds.subjects.astype(str)))[:a.folds])
+        orig = CV.make_folds
+        CV.make_folds = lambda subjects, *args, **kw: [f for f in orig(subjects, *args, **kw) if f[0][4:] in keep]
+    return ds, R.get_preset(a.preset, **({'epochs': a.epochs} if a.epochs else {})), tuple(int(s) for s in a.seeds.split(','))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    add_common(ap)
     ap.add_argument('--method', default='HTNet', help='registered torch methods, comma-separated (HTNet, ESAAT, STSTNet, ...)')
     ap.add_argument('--model-kw', default=None, help='HTNet/ESAAT keyword arguments as JSON, e.g. \'{"pos_emb": "lape"}\'')
-    ap.add_argument('--workers', type=int, default=2)
     ap.add_argument('--fold-batch', default='auto')
     ap.add_argument('--baseline', choices=['fast', 'reference'], default='fast',
                     help='HTNet path of the one-fold-at-a-time run (default: fast, the same as the fold-parallel run)')
@@ -80,16 +99,9 @@ def main(argv=None):
     import mer_nb.cv as CV
     import mer_nb.esaat  # noqa: F401  (registers ESAAT)
     import mer_nb.baselines  # noqa: F401  (registers the baselines)
-    from mer_nb.sources import open_dataset
     from mer_nb.metrics import uf1
-    seeds = tuple(int(s) for s in a.seeds.split(','))
     model_kw = json.loads(a.model_kw) if a.model_kw else None
-    ds = open_dataset(a.data, R.get_preset(a.preset).synthetic, kinds=('synthetic', 'composite'))
-    if a.folds:      # keep every subject for training, test only on the first N folds' subjects
-        keep = set(sorted(set(ds.subjects.astype(str)))[:a.folds])
-        orig = CV.make_folds
-        CV.make_folds = lambda subjects, *args, **kw: [f for f in orig(subjects, *args, **kw) if f[0][4:] in keep]
-    pre = R.get_preset(a.preset, **({'epochs': a.epochs} if a.epochs else {}))
+    ds, pre, seeds = open_common(a)
     methods = a.method.split(',')
     _warm_up(CV, ds, pre, methods, model_kw)
     for m in methods:

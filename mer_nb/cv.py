@@ -5,6 +5,7 @@
 # %% ../nbs/13_cv.ipynb #31ea7abb
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import inspect
@@ -16,7 +17,7 @@ import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 import multiprocessing as mp
 
@@ -150,21 +151,21 @@ def _prepare_job(job: dict):
     rec['train_idx'] = tr
     return xt, yt, evals, rec
 
-def _write_job(job: dict, rec: dict, logs: dict, losses, seconds: float) -> dict:
-    "Write one fold record atomically."
+def _write_job(job: dict, path, rec: dict, logs: dict, losses, seconds: float) -> dict:
+    "Write one fold record atomically at `path`."
     rec.update(test_logits=logs['test'], train_loss=losses, seconds=np.float64(seconds))
     if 'rank' in job: rec['rank'] = np.int64(job['rank'])
     if 'val' in logs: rec['val_logits'] = logs['val']
     buf = io.BytesIO(); np.savez_compressed(buf, **rec)
-    atomic_write(job['path'], buf.getvalue(), root=job['root'])   # refused unless under the run cache
-    return {'path': job['path'], 'seconds': seconds}
+    atomic_write(path, buf.getvalue(), root=job['root'])   # refused unless under the run cache
+    return {'path': path, 'seconds': seconds}
 
 @_one_thread
 def _fit_job(job: dict) -> dict:
-    "Train one (fold, seed, regime) and write its record atomically; runs in the main or a worker process."
+    "Train one (fold, seed, regime) and write its records atomically; runs in the main or a worker process."
     t0 = time.time()
     xt, yt, evals, rec = _prepare_job(job)
-    m = job['method']
+    m, model = job['method'], None
     if m.kind == 'sklearn':   # fitted once: a single "epoch" of decision scores
         seed_everything(job['seed'])
         est = m.factory(**(job['model_kw'] or {})).fit(xt, yt)
@@ -173,38 +174,46 @@ def _fit_job(job: dict) -> dict:
     else:
         logs, losses, model = train_fold(xt, yt, evals, job['preset'], job['seed'], job['device'], job['model_kw'],
                                          job['progress'], m, optimizer=fast_adam)     # torch's Adam, in one pass
-        logs, losses = _post_train(job, model, xt, yt, evals, rec, logs, losses)
-    return _write_job(job, rec, logs, losses, time.time() - t0)
+    return _write_outputs(job, model, xt, yt, evals, rec, logs, losses, time.time() - t0)
 
-def _post_train(job: dict, model, xt, yt, evals, rec: dict, logs, losses):
-    """The method's `post_train` step, if it has one, on the fold's trained `model`: it sees the training samples only
-    (the evaluation sets just get logged); its extras go into `rec` as `post_*`. Returns the logs and losses to record."""
-    m = job['method']
-    if m.post_train is None: return logs, losses
-    logs, losses, extra = m.post_train(model, xt, yt, evals, job['preset'], job['seed'], job['device'], job['progress'], logs, losses)
+def _post_train(job: dict, spec, model, xt, yt, evals, rec: dict, logs, losses):
+    """The `post_train` step of method `spec`, if it has one, on the fold's trained `model`: it sees the training
+    samples only (the evaluation sets just get logged); its extras go into `rec` as `post_*`. Returns the logs and
+    losses to record."""
+    if spec.post_train is None: return logs, losses
+    logs, losses, extra = spec.post_train(model, xt, yt, evals, job['preset'], job['seed'], job['device'], job['progress'], logs, losses)
     rec.update({f'post_{k}': np.asarray(v) for k, v in extra.items()})
     return logs, losses
+
+def _write_outputs(job: dict, model, xt, yt, evals, rec: dict, logs, losses, seconds: float) -> list:
+    """The records one trained fold gives: for each (method, path) of `job['outputs']` (the run's siblings, then the
+    run's method, those whose records are missing), that method's `post_train` step on the trained model -- on a copy
+    of it but for the last, so each step starts from the same weights -- and its record. `seconds` (the training) is
+    counted in the last record, each record adds its own step's time. The run's own record is written last, so that
+    when it exists (what `torchrun` ranks wait for) its siblings' records do too."""
+    outs, done = job['outputs'], []
+    for i, (spec, path) in enumerate(outs):
+        t1 = time.time()
+        r = dict(rec)
+        lg, ls = _post_train(job, spec, model if i == len(outs) - 1 else copy.deepcopy(model), xt, yt, evals, r, logs, losses)
+        done.append(_write_job(job, path, r, lg, ls, (seconds if i == len(outs) - 1 else 0.0) + time.time() - t1))
+    return done
 
 @_one_thread
 def _fit_group(jobs: list) -> list:
     """Train several folds (same regime and model, any seeds) as one batched computation (`mer_nb.foldpar`) and write
     their records. A method's `post_train` step then runs on each fold's trained model, one fold at a time; a record's
-    `seconds` is its share of the batched training plus its own step."""
+    `seconds` is its share of the batched training plus its own step. Returns one list of written records per job."""
     if len(jobs) == 1: return [_fit_job(jobs[0])]
     t0 = time.time()
     prepared = [_prepare_job(j) for j in jobs]
     j0 = jobs[0]
-    post = j0['method'].post_train is not None
+    post = any(spec.post_train is not None for j in jobs for spec, _ in j['outputs'])
     out = train_folds([(xt, yt, ev) for xt, yt, ev, _ in prepared], j0['preset'], [j['seed'] for j in jobs], j0['device'],
                       j0['model_kw'], j0['method'], return_models=post)
     sec = (time.time() - t0) / len(jobs)
-    done = []
-    for j, (xt, yt, ev, rec), (logs, losses, *model) in zip(jobs, prepared, out):
-        t1 = time.time()
-        rec = {**rec, 'fold_batch': np.int64(len(jobs))}
-        if post: logs, losses = _post_train(j, model[0], xt, yt, ev, rec, logs, losses)
-        done.append(_write_job(j, rec, logs, losses, sec + time.time() - t1))
-    return done
+    return [_write_outputs(j, model[0] if post else None, xt, yt, ev, {**rec, 'fold_batch': np.int64(len(jobs))}, logs, losses, sec)
+            for j, (xt, yt, ev, rec), (logs, losses, *model) in zip(jobs, prepared, out)]
 
 _PR_SET_PDEATHSIG = 1   # linux/prctl.h
 
@@ -325,13 +334,18 @@ def record_paths(out, ds: MERDataset, preset, protocol: str = 'loso', k: int = 5
 def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k: int = 5, seeds=(0,),
            selections=('last', 'best-on-test'), model_kw: dict | None = None, method: str = 'HTNet',
            workers: int | None = None, device: str | None = None, progress: bool = True, augment=None,
-           fold_batch: int | str | None = None) -> pd.DataFrame:
+           fold_batch: int | str | None = None, siblings=()) -> pd.DataFrame:
     """Train every fold x seed (resuming from `out`) and return the test predictions of every selection mode.
     `fold_batch`: folds trained together as one batched computation (`mer_nb.foldpar`; an int, or 'auto' from the
     device and its free memory; default `$MER_NB_FOLD_BATCH`, else 'auto'; a group may mix seeds of one regime). Each
     fold's record is bit for bit the one it gets trained alone, so this only sets the speed.
     A method's `post_train` step (ESAAT) runs fold by fold on models trained fold-parallel; scikit-learn methods and
     models with buffers or dropout always run one fold at a time.
+    `siblings`: registered methods that train the same model as `method` and differ only in their `post_train` step
+    (HTNet, ESAAT and ESAAT's controls): each fold is trained once and every sibling's record is written from it (a
+    step on a copy of the trained model), bit for bit the record its own `run_cv` would write. A fold is trained when
+    any of the family's records is missing, and writes only the missing ones; the call returns `method`'s predictions
+    (the siblings' are read by their own `run_cv` calls, which then train nothing).
     A corrupt record found in `out` is named, moved aside (`<name>.corrupt`) and trained again.
     Under `torchrun` ($RANK, $WORLD_SIZE) every rank deals out *all* the folds the same way (`_share`), trains those of
     its share not yet in `out` (which all ranks must share), then waits for the others' -- at most
@@ -346,27 +360,33 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
     if device == 'cuda' and world > 1 and 'LOCAL_RANK' in os.environ: device = f"cuda:{int(os.environ['LOCAL_RANK'])}"   # one GPU per rank
     workers = workers or preset.workers
     spec = get_method(method)
+    family = {method: spec, **{s: get_method(s) for s in siblings}}
+    for s, sp in family.items():
+        if len(family) > 1 and (sp.kind != 'torch' or replace(sp, post_train=None, reference='') != replace(spec, post_train=None, reference='')):
+            raise MerError(f'run_cv: sibling {s!r} does not train the same model as {method!r} (siblings are torch methods that differ only in post_train)')
     x = method_inputs(spec, ds, preset)
     folds = make_folds(ds.subjects, protocol, k)
     regimes = sorted({'inner' if s == 'inner-val' else 'full' for s in selections})
     paths, every = {}, []
     for regime in regimes:
-        rec = record_paths(out, ds, preset, protocol, k, regime, model_kw, method, augment, seeds, folds)
+        rec = {m: record_paths(out, ds, preset, protocol, k, regime, model_kw, m, augment, seeds, folds) for m in family}
         for seed in seeds:
             for name, tr, te in folds:
-                p = rec[seed, name]
-                paths[regime, seed, name] = p
+                paths[regime, seed, name] = rec[method][seed, name]
                 every.append(dict(x=x, y=ds.labels, subjects=ds.subjects, train=tr, test=te, fold=name, seed=seed, regime=regime,
-                                  preset=preset, model_kw=model_kw, device=device, path=p, root=Path(out), method=spec, augment=augment,
+                                  preset=preset, model_kw=model_kw, device=device, root=Path(out), method=spec, augment=augment,
+                                  outputs=[(family[m], rec[m][seed, name]) for m in [*family][1:] + [method]],
                                   progress=progress and workers == 1 and preset.epochs > 20))
-    done = {id(j) for j in every if _record_ok(j['path'], j['test'])}
+    for j in every: j['outputs'] = [(sp, p) for sp, p in j['outputs'] if not _record_ok(p, j['test'])]
+    done = {id(j) for j in every if not j['outputs']}
     jobs = [j for j in _share(every, rank, world) if id(j) not in done]
     if world > 1:
         for j in jobs: j['rank'] = rank
     if done and jobs and progress: print(f'resuming: {len(done)} of {len(paths)} fold runs already on disk')
     fb = _fold_batch(fold_batch, jobs, workers * world, device)    # 'auto' leaves every rank and worker a share
     groups = _groups(jobs, fb)
-    bar = tqdm(total=len(jobs), desc=f'{method} {protocol} folds' + (f' ({fb} at a time)' if fb > 1 else ''), disable=not progress or not jobs)
+    bar = tqdm(total=len(jobs), desc=f'{method}{f" (+{len(family) - 1} sibling(s))" if len(family) > 1 else ""} {protocol} folds'
+               + (f' ({fb} at a time)' if fb > 1 else ''), disable=not progress or not jobs)
     if workers > 1 and len(groups) > 1 and device == 'cpu':
         with ProcessPoolExecutor(min(workers, len(groups)), mp_context=mp.get_context('spawn'), initializer=_init_worker,
                                  initargs=(os.getpid(),)) as ex:

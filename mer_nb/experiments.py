@@ -105,11 +105,13 @@ class Experiment:
         return self._datasets[faces]
 
     def run(self, method: str = 'HTNet', model_kw: dict | None = None, augment=None, dataset: MERDataset | None = None,
-            protocol: str | None = None, k: int | None = None, selections=None, workers: int | None = None) -> pd.DataFrame:
-        """`run_cv` with this experiment's preset, run cache, seeds, selections, protocol and device (each overridable)."""
+            protocol: str | None = None, k: int | None = None, selections=None, workers: int | None = None, siblings=()) -> pd.DataFrame:
+        """`run_cv` with this experiment's preset, run cache, seeds, selections, protocol and device (each overridable);
+        `siblings`: methods whose records the same trainings also write (`run_cv`), read by their own `run` calls."""
         ds, sels, protocol, k = self.dataset() if dataset is None else dataset, self.selections if selections is None else selections, protocol or self.protocol, k or self.k
         preds = run_cv(ds, self.preset, self.runs, protocol, k, self.seeds, sels, model_kw=model_kw, method=method,
-                       workers=self.workers if workers is None else workers, device=self.device, progress=self.progress, augment=augment)
+                       workers=self.workers if workers is None else workers, device=self.device, progress=self.progress, augment=augment,
+                       siblings=siblings)
         for regime in sorted({'inner' if s == 'inner-val' else 'full' for s in sels}):
             for p in record_paths(self.runs, ds, self.preset, protocol, k, regime, model_kw, method, augment, self.seeds).values():
                 if p not in self._records:
@@ -225,20 +227,25 @@ def _order_table1(scores: pd.DataFrame) -> pd.DataFrame:
     key = scores.method.map(lambda m: mo.get(m, len(mo))) * 100 + scores.run.map(lambda r: ro.get(r, 3)) * 10 + scores.selection.map(lambda x: so.get(x, 3))
     return scores.assign(_k=key).sort_values('_k', kind='stable').drop(columns='_k').reset_index(drop=True)
 
-def table1(exp: Experiment, methods=None) -> Result:
+def table1(exp: Experiment, methods=None, baseline_seeds: int | None = 3) -> Result:
     """Table 1 (HTNet, the baselines and the paper's method; `methods`: default all, the paper's method on our input recipe only):
-    table1.csv/.md, table1_predictions.csv, table1_confusion.png, table1_uf1.png."""
+    table1.csv/.md, table1_predictions.csv, table1_confusion.png, table1_uf1.png. `baseline_seeds`: the trained baselines
+    (torch) run on the experiment's first `baseline_seeds` seeds only (None: all), for cost; their comparisons with HTNet
+    pair HTNet's runs of those seeds."""
     methods = list(TABLE1_METHODS + ((PAPER_METHOD,) if exp.preset.recipe == 'ours' else ()) if methods is None else methods)
     specs = {m: get_method(m) for m in methods if m != PAPER_METHOD}   # unknown names fail here, before any training
     p, out = exp.preset, exp.out
     ds = exp.dataset(faces=bool(USES_FACES & set(methods)))
     no_faces = ds if ds.faces is None else replace(ds, faces=None)
+    if baseline_seeds is not None and baseline_seeds < 1: raise MerError(f'table1: baseline_seeds must be at least 1, not {baseline_seeds}')
+    fewer = [m for m in specs if m != 'HTNet' and specs[m].kind == 'torch'] if baseline_seeds and baseline_seeds < len(exp.seeds) else []
+    bseeds = list(exp.seeds[:baseline_seeds] if fewer else exp.seeds)
     preds, inputs = [], {}
     for m in specs:
         dm = ds if m in USES_FACES else no_faces
         sk = specs[m].kind == 'sklearn'
         kw = {'class_weight': p.class_weight} if sk and p.class_weight else None
-        preds.append(exp.run(m, kw, dataset=dm, workers=1 if sk else None))
+        preds.append((replace(exp, seeds=tuple(bseeds)) if m in fewer else exp).run(m, kw, dataset=dm, workers=1 if sk else None))
         inputs[ROW_NAMES.get(m, m)] = describe_input(m, dm)
     if PAPER_METHOD in methods:
         preds.append(paper_method_run(exp, no_faces))
@@ -259,6 +266,9 @@ def table1(exp: Experiment, methods=None) -> Result:
     refs = {PAPER_METHOD: "the paper's method: HTNet+LAPE, ESAAT (`15_esaat`), diffusion augmentation (`16_diffusion`); Table 3's augmented run"}
     refs.update({r: f'registered as `{m}`; after {REFERENCES.get(m, specs[m].reference)}' for m, r in rows.items() if r != m})
     notes = ['**Inputs** (what each run method consumed here):'] + [f'- {rows[m]} ({refs.get(rows[m]) or REFERENCES.get(m, specs[m].reference)}): {inputs[rows[m]]}' for m in methods]
+    if fewer:
+        notes.append(f'{", ".join(rows[m] for m in fewer)}: seeds {", ".join(map(str, bseeds))} only ({len(bseeds)} of the '
+                     f'{len(exp.seeds)} seeds, for cost: `baseline_seeds`); HTNet\'s comparisons with them pair its runs of those seeds.')
     if sk_methods:
         notes.append(f'{" and ".join(sk_methods)}: linear SVM fitted once per fold, so `last` and `best-on-test` are the same '
                      f'predictions (shown once, as `{SINGLE_FIT}`; both rows are in table1.csv).')
@@ -270,7 +280,8 @@ def table1(exp: Experiment, methods=None) -> Result:
                        '\n'.join(notes[:len(methods) + 1])] + notes[len(methods) + 1:])
     res = Result('table1', scores, md, preds)
     comps = [{'name': f'{PAPER_METHOD} vs HTNet', 'a': {'method': 'HTNet'}, 'b': {'method': PAPER_METHOD}}] if {'HTNet', PAPER_METHOD} <= set(methods) else []
-    comps += [{'name': f'HTNet vs {rows[m]}', 'a': {'method': rows[m]}, 'b': {'method': 'HTNet'}} for m in specs if m != 'HTNet' and 'HTNet' in methods]
+    comps += [{'name': f'HTNet vs {rows[m]}', 'a': {'method': rows[m]}, 'b': {'method': 'HTNet', **({'seed': bseeds} if m in fewer else {})}}
+              for m in specs if m != 'HTNet' and 'HTNet' in methods]
     if 'HTNet' in methods and 'best-on-test' in exp.selections:
         comps.append({'name': 'HTNet: best-on-test (leaky) vs last', 'a': {'method': 'HTNet', 'selection': 'last'},
                       'b': {'method': 'HTNet', 'selection': 'best-on-test'}, 'selection': None})
@@ -463,12 +474,13 @@ def table5(exp: Experiment, config: str = 'preset', method: str = 'ESAAT', laten
     if config not in known: raise MerError(f"table5: unknown configuration {config!r} (choose 'preset' or 'attending')")
     kw = {**known[config], 'pos_emb': 'lape'}
     stem = 'table5' if config == 'preset' else f'table5_{config}'
-    base = exp.run('HTNet', kw).assign(method='HTNet+LAPE')
-    es = exp.run(method, kw).assign(method='HTNet+LAPE+ESAAT')
     if not 0 <= random_draws <= RANDOM_DRAWS:
         raise MerError(f'table5: {random_draws} random draws asked, {RANDOM_DRAWS} registered (ESAAT-random0...)')
     controls = [(f'ESAAT-random{d}', f'random removal (draw {d})') for d in range(random_draws)]
     controls += [('ESAAT-none', 'fine-tune only')] if finetune_only else []
+    # one HTNet+LAPE training per fold serves every row: ESAAT and its controls are post-training steps on it
+    base = exp.run('HTNet', kw, siblings=[method, *(m for m, _ in controls)]).assign(method='HTNet+LAPE')
+    es = exp.run(method, kw).assign(method='HTNet+LAPE+ESAAT')
     preds = pd.concat([base, es] + [exp.run(m, kw).assign(method=name) for m, name in controls], ignore_index=True)
     recs = esaat_records(ds, p, exp.runs, exp.protocol, exp.k, exp.seeds, kw, method)
     sets = Counter(tuple(sorted(r['removed'])) for r in recs)

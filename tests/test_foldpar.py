@@ -200,3 +200,44 @@ def test_run_cv_baseline_records_unchanged_by_one_pass_adam(toy_dataset, tmp_pat
         with np.load(p) as a, np.load(tmp_path / 'seq' / p.relative_to(tmp_path / 'par')) as b:
             assert sorted(a.files) == sorted(b.files) and 'fold_batch' not in a.files
             for k in set(a.files) - {'seconds'}: np.testing.assert_array_equal(a[k], b[k], err_msg=f'{p.name}: {k}')
+
+
+def test_siblings_share_one_training_bit_identical(toy_dataset, tmp_path, monkeypatch):
+    """HTNet+LAPE, ESAAT and its two controls from one training per fold (`run_cv(siblings=)`, folds batched, two seeds):
+    every record equals, bit for bit, the one each method's own run gets trained one fold at a time; the siblings'
+    own run_cv calls then train nothing; a missing sibling record is trained again alone, the others left as they are."""
+    import mer_nb.esaat as E
+    from mer_nb.data import model_input
+    from mer_nb.htnet import HTNet
+    monkeypatch.delenv('MER_NB_FOLD_BATCH', raising=False)
+    step = dict(target=0.05, k=4, finetune=0.5)
+    # 'none' first: it fine-tunes the model it is given in place, so the steps after it would see its weights were it not a copy
+    fam = {'ESAAT-sb-n': E.ESAAT(**step, criterion='none'), 'ESAAT-sb': E.ESAAT(**step), 'ESAAT-sb-r': E.ESAAT(**step, criterion='random', draw=1)}
+    for name, st in fam.items(): R.register_method(name, R.Method(HTNet, model_input, 'torch', True, post_train=st))
+    pre = R.get_preset('smoke', model=dict(image_size=28, patch_size=7, dim=8, heads=2, num_hierarchies=2, block_repeats=(2, 2)),
+                       epochs=4, lr=3e-3)
+    kw = dict(model_kw=dict(pos_emb='lape'), seeds=(0, 1), progress=False)
+    try:
+        alone = {m: CV.run_cv(toy_dataset, pre, tmp_path / 'seq', method=m, fold_batch=1, **kw) for m in ['HTNet', *fam]}
+        together = CV.run_cv(toy_dataset, pre, tmp_path / 'par', method='HTNet', siblings=list(fam), fold_batch=5, **kw)
+        pd.testing.assert_frame_equal(alone['HTNet'], together, check_exact=True)
+        assert _same_records(tmp_path / 'seq', tmp_path / 'par') == [2] * 8 + [5] * 40     # 12 folds x 4 methods
+        trained = []
+        monkeypatch.setattr(CV, '_fit_group', lambda g: trained.append(g) or [[] for _ in g])
+        for m in fam: pd.testing.assert_frame_equal(CV.run_cv(toy_dataset, pre, tmp_path / 'par', method=m, **kw), alone[m], check_exact=True)
+        assert not trained                                                                   # every sibling's record was there
+        monkeypatch.undo()
+        gone = next((tmp_path / 'par').rglob('*.npz'))
+        kept = {p: p.stat().st_mtime_ns for p in (tmp_path / 'par').rglob('*.npz') if p != gone}
+        gone.unlink()
+        CV.run_cv(toy_dataset, pre, tmp_path / 'par', method='HTNet', siblings=list(fam), fold_batch=1, **kw)
+        assert gone.exists() and all(p.stat().st_mtime_ns == t for p, t in kept.items())
+        import mer_nb.baselines  # noqa: F401  (registers STSTNet)
+        with pytest.raises(MerError, match="sibling 'STSTNet' does not train the same model as 'HTNet'"):
+            CV.run_cv(toy_dataset, pre, tmp_path / 'bad', method='HTNet', siblings=['STSTNet'], **kw)
+    finally:
+        for m in fam: del R.METHODS[m]
+    with np.load(gone) as a, np.load(tmp_path / 'seq' / gone.relative_to(tmp_path / 'par')) as b:
+        for k in b.files:
+            if k != 'seconds': np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert not np.array_equal(alone['ESAAT-sb'].p0, alone['ESAAT-sb-n'].p0)                 # the steps do differ
