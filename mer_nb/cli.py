@@ -231,7 +231,7 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
     if world > 1: os.environ['MER_NB_RUNS'] = str((out/'runs').resolve())   # inherited by the notebook kernels
     if p.name == 'paper' and (size := _data_size(data, p)):
         print(f'[mer-nb] estimate: {gpu_estimate(p, size[0], size[1], seeds=len(seeds))}', flush=True)
-    index, t0 = {}, time.time()
+    index, t0, revision = {}, time.time(), git_revision(experiments_dir())     # the checkout the notebooks start from
     for i, name in enumerate(names, 1):
         nb = experiments_dir()/f'{ARTEFACTS[name]}.ipynb'
         adir = out/name if rank == 0 else out/name/f'rank{rank}'
@@ -241,8 +241,12 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
         print(f'[mer-nb] artefact {i} of {len(names)}: {name} ({nb.name}) -> {adir}', flush=True)
         wall = run_notebook(nb, adir, params, log_output)
         compute = json.loads((adir/'compute.json').read_text()) if (adir/'compute.json').is_file() else {}   # Experiment.compute()
+        code = compute.pop('training_code', None) or training_code()     # the kernel's: what keyed the records it read
+        if code != training_code.__wrapped__():
+            print(f'[mer-nb] note: the training code on disk changed while {name} ran; run.json records {code}, the code its '
+                  f'records were trained by, and git revision {revision}, where the run started', flush=True)
         write_json(adir/'run.json', {**compute, 'artefact': name, 'notebook': str(nb), 'parameters': params, 'preset': asdict(p),
-                                     'seeds': seeds, 'git_revision': git_revision(nb.parent), 'training_code': training_code(), **environment_info(), **({'device': device} if device else {}),
+                                     'seeds': seeds, 'git_revision': revision, 'training_code': code, **environment_info(), **({'device': device} if device else {}),
                                      'wall_seconds': {name: round(wall, 1)}, 'command': shlex.join(sys.argv)})
         index[name] = (adir, wall)
         if results is not None and rank == 0: publish(adir, results/name)

@@ -23,7 +23,7 @@ from .metrics import compare_arms, score_predictions, uar, uf1
 from .htnet import HTNet, PAPER_CONFIG, count_flops, count_params, tokens_per_block
 from .recipe import RECIPES, Preset, get_method, get_preset, method_inputs
 from .train import SELECTIONS
-from .cv import record_paths, run_cv
+from .cv import record_paths, run_cv, training_code
 from .baselines import BASELINES, REFERENCES, USES_FACES, describe_input   # importing registers the baselines
 from .esaat import RANDOM_DRAWS, esaat_records, paper_rule_removal, plot_scores   # importing registers ESAAT and its controls
 from .diffusion import DiffusionAugment, fit_records, fold_records, quality_report
@@ -122,9 +122,12 @@ class Experiment:
     def compute(self) -> dict:
         """The training this experiment's runs took, from their fold records (each record's `seconds`: one thread per fold, a
         batched group's time shared out; a diffusion model's fit is not in them): `training_core_seconds` and `fold_records`.
-        Records trained earlier and reused count too: it is what the table cost, not what this call ran."""
+        Records trained earlier and reused count too: it is what the table cost, not what this call ran. `training_code`:
+        the hash in the run keys of this process's records (`cv.training_code`, read once per process), which is what
+        `run.json` records, even if the code on disk changes while the run goes on."""
         s = np.array(list(self._records.values()), float)
-        return {'training_core_seconds': round(float(np.nansum(s)), 1), 'fold_records': len(s), 'records_without_time': int(np.isnan(s).sum())}
+        return {'training_core_seconds': round(float(np.nansum(s)), 1), 'fold_records': len(s), 'records_without_time': int(np.isnan(s).sum()),
+                'training_code': training_code()}
 
     def score(self, preds: pd.DataFrame, by, overall: str = 'composite') -> pd.DataFrame:
         """Long scores of `preds` grouped `by`: mean ± sd over seeds, and the 95% interval of a cluster bootstrap that

@@ -105,3 +105,23 @@ def test_noise_floor_published(tmp_path):
     folds = pd.read_csv(a / 'noise_predictions.csv').subject.nunique()      # LOSO: one fold per subject
     assert run['parameters']['seeds_b'] == [3, 4] and run['fold_records'] == 4 * folds and run['training_core_seconds'] > 0
     assert main(['results', str(res)]) == 0
+
+
+def test_run_json_records_the_training_code_the_kernel_used(tmp_path, monkeypatch, capsys):
+    """The code on disk may change while a long run goes on (an edit, a checkout): run.json records the training-code
+    hash the notebook kernel keyed its fold records with, not the one on disk when the artefact ends. Here the kernel
+    imports a copy of the package whose training code differs (one statement added to `core`)."""
+    import shutil
+    import mer_nb
+    from mer_nb.cv import training_code
+    pkg = tmp_path / 'pkg'
+    shutil.copytree(Path(mer_nb.__file__).parent, pkg / 'mer_nb', ignore=shutil.ignore_patterns('__pycache__'))
+    core = pkg / 'mer_nb' / 'core.py'
+    core.write_text(core.read_text() + '\n_CHANGED = True\n')
+    monkeypatch.setenv('PYTHONPATH', str(pkg))                  # the kernel's mer_nb; this process keeps its own
+    reproduce('smoke', None, 'table4', tmp_path / 'out', log_output=False, extra={'configs': ['preset'], 'positions': ['lape']})
+    run = json.loads((tmp_path / 'out' / 'table4' / 'run.json').read_text())
+    kernel = subprocess.run([sys.executable, '-c', 'from mer_nb.cv import training_code; print(training_code())'],
+                            capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()   # PYTHONPATH: the copy's
+    assert run['training_code'] == kernel != training_code()
+    assert 'the training code on disk changed while table4 ran' in capsys.readouterr().out
