@@ -433,6 +433,8 @@ def table4(exp: Experiment, configs=('preset', 'attending'), attending: dict | N
              'attention is an affine map; the second configuration has 49 tokens per block.']
     if len(positions) < len(POS_NAMES):
         parts.append(f'**Run here**: {", ".join(POS_NAMES[q] for q in positions)} only (`positions`); the other position terms are not in this table.')
+    if len(configs) < len(known):
+        parts.append(f'**Run here**: the configuration(s) {", ".join(configs)} only (`configs`); {", ".join(c for c in known if c not in configs)} is not in this table.')
     for c in configs:
         sc = scores[scores.config == c]
         cost = costs[costs.config == c].set_index('method')

@@ -125,3 +125,6 @@ def test_run_json_records_the_training_code_the_kernel_used(tmp_path, monkeypatc
                             capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()   # PYTHONPATH: the copy's
     assert run['training_code'] == kernel != training_code()
     assert 'the training code on disk changed while table4 ran' in capsys.readouterr().out
+    md = (tmp_path / 'out' / 'table4' / 'table4.md').read_text()          # and the table says what it left out
+    assert '**Run here**: the configuration(s) preset only (`configs`); attending is not in this table.' in md
+    assert '**Run here**: HTNet+LAPE only (`positions`)' in md
