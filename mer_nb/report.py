@@ -242,8 +242,10 @@ def artefact_provenance(adir) -> dict:
     prot = [PROTOCOLS.get(p, p) for p in dict.fromkeys(sc.protocol.dropna())] if 'protocol' in sc else []
     core = run.get('training_core_seconds')
     train = '—' if core is None else ('≥ ' if run.get('records_without_time') else '') + f'{core / 3600:.1f} core-h'
+    trained = core is not None or pf.is_file()        # Figure 1 counts the architecture: no seeds, no training code
     return {'artefact': f'`{name}`: {title}', 'data, protocol': ', '.join(data + prot) or '—', 'preset': f'`{run["preset"]["name"]}`',
-            'seeds': _seed_ranges(seeds), 'training code': f'`{str(run.get("training_code", "?"))[:12]}`', 'training': train,
+            'seeds': _seed_ranges(seeds) if trained else '—',
+            'training code': f'`{str(run.get("training_code", "?"))[:12]}`' if trained else '— (no training)', 'training': train,
             'full tables': f'[`results/{name}/`](results/{name}/{name}.md)'}
 
 _COMPARISON_COLS = {'comparison', 'a', 'b', 'selection', 'dataset', 'metric', 'value_a', 'value_b', 'diff', 'ci_low', 'ci_high', 'p',
