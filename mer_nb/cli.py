@@ -16,20 +16,20 @@ import tempfile
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, fields as fields_of
 from importlib import resources
 from pathlib import Path
 
 import mer_nb
 from .core import MerError, atomic_write, environment_info, git_revision, write_json
-from .recipe import PRECISIONS, PRESETS, RECIPES, get_preset, gpu_estimate
+from .recipe import PRECISIONS, PRESETS, RECIPES, Preset, get_preset, gpu_estimate
 from .cv import training_code
 from .report import RESULT_SUFFIXES, publish, update_readme
 
 # %% auto #0
 __all__ = ['ARTEFACTS', 'RESERVED_PARAMS', 'experiments_dir', 'parse_only', 'parse_seeds', 'check_workers', 'parse_params',
-           'notebook_params', 'check_writable', 'kernel_manager', 'run_notebook', 'check_device', 'reproduce',
-           'Stopped', 'end_children', 'stop_on_signals', 'parser', 'error_line', 'main']
+           'parse_sets', 'notebook_params', 'check_writable', 'kernel_manager', 'run_notebook', 'check_device',
+           'reproduce', 'Stopped', 'end_children', 'stop_on_signals', 'parser', 'error_line', 'main']
 
 # %% ../nbs/20_cli.ipynb #74c42d4f
 ARTEFACTS = {'table1': 'table1_sota', 'noise': 'noise_floor'}   # artefact -> experiment notebook (nbs/experiments/, shipped as mer_nb/notebooks/)
@@ -72,19 +72,45 @@ def check_workers(workers, option: str = '--workers'):
         raise MerError(f"{option} {workers}: must be an integer >= 1 (or left out: the preset's)")
     return workers
 
-RESERVED_PARAMS = ('preset', 'data', 'out', 'seeds', 'workers', 'device', 'overrides')   # set by reproduce's own options
+RESERVED_PARAMS = {'preset': '--preset', 'data': '--data', 'out': '--out', 'seeds': '--seeds', 'workers': '--workers',
+                   'device': '--device', 'overrides': '--set'}   # notebook parameters set by reproduce's own options
 
-def parse_params(items, option: str = '--param') -> dict:
-    """Notebook parameters from ['NAME=VALUE', ...]: VALUE read as JSON (a list, number, null...), else kept as a string."""
-    import json
+def _assignments(items, option: str, example: str) -> dict:
+    "['NAME=VALUE', ...] -> {NAME: VALUE read as JSON (a list, number, null...), else kept as a string}."
     out = {}
     for it in items or []:
         name, eq, value = str(it).partition('=')
         name = name.strip()
-        if not eq or not name.isidentifier(): raise MerError(f'{option} {it}: expected NAME=VALUE, e.g. configs=\'["preset"]\'')
-        if name in RESERVED_PARAMS: raise MerError(f'{option} {name}: set by reproduce itself (use --{name})')
+        if not eq or not name.isidentifier(): raise MerError(f'{option} {it}: expected NAME=VALUE, e.g. {example}')
         try: out[name] = json.loads(value)
         except ValueError: out[name] = value
+    return out
+
+def parse_params(items, option: str = '--param') -> dict:
+    "Notebook parameters from ['NAME=VALUE', ...] (`--param`), none of those reproduce's own options set."
+    out = _assignments(items, option, 'configs=\'["preset"]\'')
+    for name in out:
+        if name in RESERVED_PARAMS: raise MerError(f'{option} {name}: set by reproduce itself (use {RESERVED_PARAMS[name]})')
+    return out
+
+def parse_sets(items, option: str = '--set') -> dict:
+    """Preset fields to change from ['FIELD=VALUE', ...] (`--set`), each a field of `Preset` with a value of its kind:
+    a whole number >= 1 for the counts, a number >= 0 for lr and weight_decay, an object for model, synthetic and
+    diffusion (it replaces the preset's), a string (or null for class_weight) for the rest. `get_preset` checks recipe
+    and precision against their choices."""
+    out = _assignments(items, option, 'epochs=20')
+    fields = {f.name: f for f in fields_of(Preset) if f.name != 'name'}
+    for name, v in out.items():
+        if name not in fields: raise MerError(f"{option} {name}: not a preset field (choose from {', '.join(fields)})")
+        ref = getattr(PRESETS['quick'], name)
+        if isinstance(ref, bool): continue
+        if isinstance(ref, int): ok, kind = type(v) is int and v >= 1, 'a whole number >= 1'
+        elif isinstance(ref, float): ok, kind = type(v) in (int, float) and v >= 0, 'a number >= 0'
+        elif isinstance(ref, dict): ok, kind = isinstance(v, dict), 'an object, e.g. {"dim": 16}'
+        else:
+            nullable = fields[name].default is None
+            ok, kind = isinstance(v, str) or (v is None and nullable), 'a string' + (' or null' if nullable else '')
+        if not ok: raise MerError(f'{option} {name}={json.dumps(v)}: expected {kind}')
     return out
 
 def notebook_params(nb: Path) -> set[str]:
@@ -336,6 +362,9 @@ def parser() -> argparse.ArgumentParser:
                    "0-255 BGR inputs, MTCNN crops with x as the row, no shuffling; Tables 2 and 3 are left out) (default: the preset's)")
     r.add_argument('--precision', default=None, choices=list(PRECISIONS), help='fp32, or bf16: forward passes under bfloat16 autocast '
                    '(fast on GPUs and CPUs with native bfloat16, emulated and slower elsewhere; its own run keys) (default: the preset\'s)')
+    r.add_argument('--set', action='append', default=None, metavar='FIELD=VALUE',
+                   help="a preset field to change, VALUE as JSON (repeatable), e.g. --set epochs=30 --set lr=0.002; "
+                        "the changed preset enters every run key (the preset's own records are not reused)")
     r.add_argument('--param', action='append', default=None, metavar='NAME=VALUE',
                    help='a further notebook parameter, VALUE as JSON (repeatable), given to the notebooks that declare it; '
                         'e.g. --param configs=\'["preset"]\' (Table 4 without its attending rows) or --param seeds_b=[5,6,7,8,9]')
@@ -376,10 +405,17 @@ def error_line(e: BaseException) -> str:
     else: what = f'{type(e).__name__}: {e} (run with --debug for the traceback)'
     return 'mer-nb: error: ' + _one_line(what, 1000)
 
+def _overrides(a) -> dict | None:
+    "The preset fields `reproduce`'s options change: --set FIELD=VALUE, --recipe and --precision (not both for one field)."
+    sets = parse_sets(a.set)
+    for name in ('recipe', 'precision'):
+        if getattr(a, name) and name in sets: raise MerError(f'--{name} and --set {name}: give one of them')
+    return {**sets, **{k: v for k, v in (('recipe', a.recipe), ('precision', a.precision)) if v}} or None
+
 def _run(a) -> int:
     if a.cmd == 'reproduce':
         reproduce(a.preset, a.data, a.only, a.out, parse_seeds(a.seeds), a.workers, device=a.device,
-                  overrides={k: v for k, v in (('recipe', a.recipe), ('precision', a.precision)) if v} or None,
+                  overrides=_overrides(a),
                   extra=parse_params(a.param), results=a.results)
     elif a.cmd == 'results':
         from mer_nb.report import results_summary

@@ -45,7 +45,7 @@ PRESETS = {
                     lr=1e-3, weight_decay=1e-4, class_weight='balanced', synthetic=dict(n_subjects=12, per_class=6), workers=2),
     'paper': Preset('paper', model=dict(PAPER_CONFIG), epochs=800, batch_size=256, lr=5e-5,
                     synthetic=dict(n_subjects=24, per_class=10)),
-    'demo': Preset('demo', model=dict(PAPER_CONFIG, dim=32, heads=2, block_repeats=(1, 1, 2)), epochs=10, batch_size=32,
+    'demo': Preset('demo', model=dict(PAPER_CONFIG, dim=32, heads=2, block_repeats=(1, 1, 2)), epochs=20, batch_size=8,
                    lr=1e-3, weight_decay=1e-4, class_weight='balanced', synthetic=dict(n_subjects=6, per_class=4), workers=1,
                    n_boot=200, diffusion=dict(channels=(8, 16, 16), train_steps=60, batch_size=16, groups=2)),
 }
