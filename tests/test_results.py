@@ -48,3 +48,38 @@ def test_artefact_complete(adir):
 def test_summary_reads_only_results():
     s = results_summary(RESULTS, list(ARTEFACTS))
     for d in ARTEFACT_DIRS: assert f'results/{d.name}/' in s
+
+
+# One training shown in two artefacts (the run key is shared: same method, model, preset, folds and seeds). Whatever
+# code version each artefact records, their saved predictions of it must agree to the last digit.
+SHARED_RUNS = [
+    ('table4', {'method': 'HTNet+LAPE', 'config': 'preset'}, 'table5', {'method': 'HTNet+LAPE'}),
+    ('table4', {'method': 'HTNet (scalar term)', 'config': 'preset'}, 'table1', {'method': 'HTNet'}),
+    ('noise', {'method': 'HTNet seeds *'}, 'table4', {'method': 'HTNet (scalar term)', 'config': 'preset'}),
+    ('noise', {'method': 'HTNet seeds *'}, 'table1', {'method': 'HTNet'}),
+    ('table3', {'method': 'HTNet+LAPE+ESAAT', 'augmentation': 'none'}, 'table5', {'method': 'HTNet+LAPE+ESAAT'}),
+    ('table3', {'method': 'HTNet+LAPE+ESAAT', 'augmentation': 'diffusion'}, 'table1', {'method': 'HTNet+LAPE+ESAAT+diffusion'}),
+]
+
+
+def _rows(name: str, where: dict) -> pd.DataFrame:
+    from fnmatch import fnmatchcase
+    d = pd.read_csv(RESULTS / name / f'{name}_predictions.csv.gz')
+    for col, pat in where.items():
+        d = d[d[col].astype(str).map(lambda v: fnmatchcase(v, pat))]
+    assert len(d), f'{name}: no predictions where {where}'
+    return d
+
+
+@pytest.mark.parametrize('a,wa,b,wb', SHARED_RUNS, ids=[f'{a}-{b}-{wb["method"]}' for a, _, b, wb in SHARED_RUNS])
+def test_a_run_shown_twice_agrees(a, wa, b, wb):
+    if not ((RESULTS / a).is_dir() and (RESULTS / b).is_dir()): pytest.skip(f'{a} or {b} not committed')
+    x, y = _rows(a, wa), _rows(b, wb)
+    key = ['seed', 'id', 'selection']
+    m = x.merge(y, on=key, suffixes=('_a', '_b'))
+    seeds, sels = set(x.seed) & set(y.seed), set(x.selection) & set(y.selection)
+    both = lambda d: d[d.seed.isin(seeds) & d.selection.isin(sels)]
+    assert seeds and 'last' in sels and len(m) == len(both(x)) == len(both(y)), 'the shared seeds cover different samples'
+    for col in ('fold', 'epoch', 'label', 'pred', 'p0', 'p1', 'p2'):
+        same = (m[f'{col}_a'] == m[f'{col}_b'])
+        assert same.all(), f'{a} vs {b}: {col} differs on {int((~same).sum())} of {len(m)} rows (seeds {sorted(seeds)})'
