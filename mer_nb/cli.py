@@ -103,7 +103,6 @@ def parse_sets(items, option: str = '--set') -> dict:
     for name, v in out.items():
         if name not in fields: raise MerError(f"{option} {name}: not a preset field (choose from {', '.join(fields)})")
         ref = getattr(PRESETS['quick'], name)
-        if isinstance(ref, bool): continue
         if isinstance(ref, int): ok, kind = type(v) is int and v >= 1, 'a whole number >= 1'
         elif isinstance(ref, float): ok, kind = type(v) in (int, float) and v >= 0, 'a number >= 0'
         elif isinstance(ref, dict): ok, kind = isinstance(v, dict), 'an object, e.g. {"dim": 16}'
