@@ -151,7 +151,10 @@ class Experiment:
         """The table's family of paired comparisons (`metrics.compare_arms`: composite UF1 under `last`, the primary endpoint;
         paired over subjects on the same folds and seeds, Holm-corrected across the family), written as `<name>.csv` and
         appended to the result's Markdown."""
-        c = compare_arms(preds, comparisons, n_boot=self.preset.n_boot, **kw)
+        return self.keep_comparisons(res, compare_arms(preds, comparisons, n_boot=self.preset.n_boot, **kw), name)
+
+    def keep_comparisons(self, res: Result, c: pd.DataFrame, name: str = 'comparisons') -> pd.DataFrame:
+        "A family of comparisons computed (`compare_arms`'s frame), written as `<name>.csv`, kept in `res.tables` and shown in its Markdown."
         atomic_write(self.out/f'{name}.csv', c.to_csv(index=False))
         res.tables[name] = c
         res.markdown += '\n\n' + comparisons_md(c)
@@ -624,11 +627,13 @@ def augmentation_runs(exp: Experiment, methods, augment, dataset: MERDataset | N
 AUG_COLS = ['method', 'augmentation', 'selection', 'run', 'protocol', 'dataset', 'metric', 'value', 'std', 'n_seeds', 'n_samples',
             'ci_low', 'ci_high', 'p', 'p_holm']
 
-def _aug_gains(exp: Experiment, preds: pd.DataFrame, methods, extra_by=(), overall: str = 'composite') -> pd.DataFrame:
+def _aug_gains(exp: Experiment, preds: pd.DataFrame, methods, extra_by=(), overall: str = 'composite') -> tuple[pd.DataFrame, pd.DataFrame]:
     """The paired gain (diffusion - none) per method, selection and dataset, UF1 and UAR, from `compare_arms`: the same
-    samples, folds and seeds, subjects resampled; p (sign-flip permutation over subjects) and Holm's p across the table's
-    gains of one metric (those over all folds; per-fold gains of Table 2 are descriptive, a family of their own)."""
-    rows = []
+    samples, folds and seeds, subjects resampled; p (sign-flip permutation over subjects) and Holm's p within each family
+    of one metric and one selection (its datasets and methods; Table 2's per-fold gains are families of their own).
+    Returned second: the family of UF1 under `last` over all folds, the primary endpoint as in every table, named
+    `<method>: diffusion vs none`: the table's comparisons (`comparisons.csv`)."""
+    rows, primary = [], []
     if 'fold' in extra_by:     # per fold only where a fold holds at least 2 subjects (a subject-level statistic needs 2)
         per = preds[preds.fold != 'all']
         per = per[per.groupby('fold').subject.transform('nunique') >= 2]
@@ -636,26 +641,30 @@ def _aug_gains(exp: Experiment, preds: pd.DataFrame, methods, extra_by=(), overa
     else: scopes = [((), preds)]
     for scope, part in scopes:
         for metric in ('UF1', 'UAR'):
-            comps = [{'name': m, 'a': {'method': m, 'augmentation': 'none'}, 'b': {'method': m, 'augmentation': 'diffusion'}, 'selection': s}
-                     for m in methods for s in exp.selections if s in set(part.selection)]
-            c = compare_arms(part, comps, by=[e for e in extra_by if scope != ('all',)], metric=metric, per_dataset=True,
-                             n_boot=exp.preset.n_boot, overall=overall)
-            rows.append(c.rename(columns={'comparison': 'method', 'diff': 'value'}).assign(fold='all') if scope == ('all',) else
-                        c.rename(columns={'comparison': 'method', 'diff': 'value'}))
+            for s in [s for s in exp.selections if s in set(part.selection)]:
+                comps = [{'name': m, 'a': {'method': m, 'augmentation': 'none'}, 'b': {'method': m, 'augmentation': 'diffusion'}, 'selection': s}
+                         for m in methods]
+                c = compare_arms(part, comps, by=[e for e in extra_by if scope != ('all',)], metric=metric, per_dataset=True,
+                                 n_boot=exp.preset.n_boot, overall=overall)
+                if scope != ('per fold',) and metric == 'UF1' and s == 'last': primary.append(c.assign(comparison=c.comparison + ': diffusion vs none'))
+                rows.append(c.rename(columns={'comparison': 'method', 'diff': 'value'}).assign(fold='all') if scope == ('all',) else
+                            c.rename(columns={'comparison': 'method', 'diff': 'value'}))
     g = pd.concat(rows, ignore_index=True)
-    return g.assign(augmentation='gain (diffusion - none)', run='paired gain', std=np.nan)
+    return g.assign(augmentation='gain (diffusion - none)', run='paired gain', std=np.nan), pd.concat(primary, ignore_index=True) if primary else pd.DataFrame()
 
-def _aug_scores(exp: Experiment, preds, protocol, methods, extra_by=(), overall: str = 'composite') -> pd.DataFrame:
-    "Scores of both arms and the paired gain, long format, rows ordered method -> selection -> (none, diffusion, gain)."
+def _aug_scores(exp: Experiment, preds, protocol, methods, extra_by=(), overall: str = 'composite') -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores of both arms and the paired gain, long format, rows ordered method -> selection -> (none, diffusion, gain);
+    and the table's comparisons (`_aug_gains`)."""
     by = ['method', 'augmentation', 'selection', *extra_by]
     sc = exp.score(preds, by, overall=overall).assign(run='ours')
-    s = pd.concat([sc, _aug_gains(exp, preds, methods, extra_by, overall)], ignore_index=True).assign(protocol=protocol)
+    gains, comparisons = _aug_gains(exp, preds, methods, extra_by, overall)
+    s = pd.concat([sc, gains], ignore_index=True).assign(protocol=protocol)
     order_m = {m: i for i, m in enumerate(methods)}
     order_a = {'none': 0, 'diffusion': 1, 'gain (diffusion - none)': 2}
     order_s = {'last': 0, 'inner-val': 1, 'best-on-test': 2}
     s = s.sort_values(['method', 'selection', 'augmentation'], kind='stable',
                       key=lambda c: c.map({'method': order_m, 'selection': order_s, 'augmentation': order_a}[c.name]))
-    return s.reset_index(drop=True)
+    return s.reset_index(drop=True), comparisons
 
 def _aug_summary(scores: pd.DataFrame, datasets=('composite', 'casme3')) -> str:
     "One sentence per method: the paired gain under honest selection (`last`), resolved or not after Holm's correction."
@@ -724,9 +733,10 @@ def _aug_samples(ds: MERDataset, fits: pd.DataFrame, cache, x: np.ndarray, path,
 
 def _aug_result(exp: Experiment, name: str, title: str, ds: MERDataset, preds: pd.DataFrame, methods, aug, protocol: str, k: int,
                 data_line: str = '', extra_by=(), folds=None) -> Result:
-    "Shared part of Tables 2 and 3: scores with paired gains, the augmentation's line, generator quality, samples and bars."
+    """Shared part of Tables 2 and 3: scores with paired gains, the augmentation's line, generator quality, samples, bars
+    and the comparisons (`comparisons.csv`, their table in the Markdown)."""
     overall = 'casme3' if set(ds.datasets) == {'casme3'} else 'composite'
-    scores = _aug_scores(exp, preds, protocol, methods, extra_by, overall)
+    scores, comparisons = _aug_scores(exp, preds, protocol, methods, extra_by, overall)
     cache = exp.runs/'diffusion'
     line, fits = _aug_line(aug, cache, exp.seeds, set(preds.fold) if folds is None else folds)
     x = method_inputs(AUG_VARIANTS[methods[0]][0], ds, exp.preset)
@@ -740,6 +750,7 @@ def _aug_result(exp: Experiment, name: str, title: str, ds: MERDataset, preds: p
                                   f'{title}, preset {exp.preset.name}, {protocol}, selection {bars.selection.iloc[0]}', panels='panel')
     res.markdown = '\n\n'.join([f'# {title}', *([data_line] if data_line else []), exp.protocol_line(ds, protocol, k, artefact=name), line,
                                 '**Finding** (the paired gain, subjects resampled, 95%; sign-flip permutation p over subjects, Holm-corrected): ' + _aug_summary(scores[scores.fold == 'all'] if 'fold' in scores else scores)])
+    exp.keep_comparisons(res, comparisons)
     return res
 
 def table3(exp: Experiment, methods=AUG_METHODS, diffusion: dict | None = None) -> Result:

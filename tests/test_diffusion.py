@@ -151,7 +151,13 @@ def test_table2_table3_smoke_papermill(tmp_path):
         t = pd.read_csv(d / f'{name}.csv')
         assert {'none', 'diffusion', 'gain (diffusion - none)'} == set(t.augmentation)
         assert set(t.metric) == {'UF1', 'UAR'} and t[t.run == 'ours'].value.between(0, 1).all()
+        c = pd.read_csv(d / 'comparisons.csv')        # the table's family: UF1 under `last`, the same numbers as its gain rows
+        g = t[(t.run == 'paired gain') & (t.metric == 'UF1') & (t.selection == 'last')]
+        if 'fold' in g: g = g[g.fold == 'all']
+        assert len(c) == len(g) > 0 and set(c.comparison) == {'HTNet+LAPE+ESAAT: diffusion vs none'}
+        assert c['diff'].tolist() == g.value.tolist() and c.p_holm.tolist() == g.p_holm.tolist()
         md = (d / f'{name}.md').read_text()
+        assert '**Comparisons**' in md and 'HTNet+LAPE+ESAAT: diffusion vs none' in md
         assert '**Protocol**' in md and 'no fit contains its fold\'s test subject' in md and 'LEAKY' in md
     assert 'NOT CAS(ME)^3' in (tmp_path / 'table2' / 'table2.md').read_text()
     assert 'leave-one-subject-out' in (tmp_path / 'table3' / 'table3.md').read_text()
