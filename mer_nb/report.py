@@ -259,9 +259,9 @@ def _arm_filters(label) -> dict:
 
 def _arm_uf1(scores: pd.DataFrame, filters: dict, value) -> str:
     """An arm's UF1: `value` (the comparison's own), with the sd over seeds of the one row of `scores` (run `ours`) that
-    `filters` pick and that holds the same value; without sd where there is no such row."""
+    `filters` pick (over all folds unless they name one) and that holds the same value; without sd where there is no such row."""
     if pd.isna(value): return '—'
-    m = scores
+    m = scores if 'fold' not in scores or 'fold' in filters else scores[scores.fold.astype(str) == 'all']   # Table 2: all folds
     for k, v in {'run': 'ours', 'metric': 'UF1', **filters}.items():
         if k not in m.columns: return f'{value:.3f}'
         m = m[m[k].astype(str) == str(v)]
@@ -270,8 +270,7 @@ def _arm_uf1(scores: pd.DataFrame, filters: dict, value) -> str:
 
 def artefact_comparisons(adir) -> pd.DataFrame:
     """Every comparison an artefact folder holds, in UF1 on all samples (`OVERALL`): the rows of its `comparisons*.csv`
-    (`comparisons_<config>.csv` belongs to the table `<name>_<config>`) and the paired gains (diffusion - none) under `last`
-    of Tables 2 and 3 (their rows `run='paired gain'`). One row each: artefact, comparison, UF1 of a and b (mean ± sd over
+    (`comparisons_<config>.csv` belongs to the table `<name>_<config>`). One row each: artefact, comparison, UF1 of a and b (mean ± sd over
     seeds), b - a [95%], p, Holm p, verdict; in the order of the files."""
     import json
     adir = Path(adir)
@@ -297,18 +296,6 @@ def artefact_comparisons(adir) -> pd.DataFrame:
             row(stem, keys, r['comparison'], r['dataset'], _arm_uf1(sc, {**base, **_arm_filters(r.get('a'))}, r.get('value_a', np.nan)),
                 _arm_uf1(sc, {**base, **_arm_filters(r.get('b'))}, r.get('value_b', np.nan)), r['diff'], r['ci_low'], r['ci_high'],
                 r['p'], r['p_holm'], r['verdict'])
-    sc = pd.read_csv(adir/f'{name}.csv')
-    if {'run', 'augmentation', 'method', 'selection', 'dataset', 'metric'} <= set(sc.columns):
-        g = sc[(sc.run == 'paired gain') & (sc.metric == 'UF1') & (sc.selection == 'last') & sc.dataset.isin(OVERALL)]
-        if 'fold' in g: g = g[g.fold.astype(str) == 'all']
-        for r in g.to_dict('records'):
-            arm = {'method': r['method'], 'selection': 'last', 'dataset': r['dataset'], **({'fold': 'all'} if 'fold' in g else {})}
-            def uf1(aug):
-                m = sc[(sc.run == 'ours') & (sc.metric == 'UF1')]
-                for k, v in {**arm, 'augmentation': aug}.items(): m = m[m[k].astype(str) == str(v)]
-                return '—' if len(m) != 1 else f'{m.value.iloc[0]:.3f}' + ('' if pd.isna(m['std'].iloc[0]) else f' ± {m["std"].iloc[0]:.3f}')
-            row(name, {}, f'{r["method"]}: diffusion vs none', r['dataset'], uf1('none'), uf1('diffusion'), r['value'], r['ci_low'],
-                r['ci_high'], r['p'], r['p_holm'], verdict(r['value'], r['p_holm']))
     return pd.DataFrame(rows, columns=['artefact', 'comparison (b vs a)', 'UF1 a', 'UF1 b', 'b - a [95%]', 'p', 'Holm p', 'verdict'])
 
 SUMMARY_RUNS = ('**What was run**: one row per folder of `results/`; training: the core-hours its fold records took. Each '
