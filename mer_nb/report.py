@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .core import CLASSES, MerError, atomic_write
-from .metrics import plot_confusion, verdict
+from .metrics import plot_confusion
 from .train import LEAKY
 
 # %% auto #0
