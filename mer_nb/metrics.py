@@ -250,8 +250,10 @@ def compare_arms(preds: pd.DataFrame, comparisons, by=(), metric: str = 'UF1', s
             wb = wb.loc[wa.index]
             ds = meta['dataset'].astype(str) if 'dataset' in meta else pd.Series('', index=meta.index)
             groups = (ds + '/' + meta['subject'].astype(str)).to_numpy()
-            subsets = [(overall, np.ones(len(meta), bool))] + ([(d, (ds == d).to_numpy()) for d in sorted(ds.unique())]
-                                                               if per_dataset and ds.nunique() > 1 else [])
+            # per source dataset where it holds 2 subjects or more (the composite row counts every sample)
+            n_subj = meta.groupby(ds.to_numpy()).subject.nunique()
+            subsets = [(overall, np.ones(len(meta), bool))] + ([(d, (ds == d).to_numpy()) for d in sorted(ds.unique())
+                                                                if n_subj[d] >= 2] if per_dataset and ds.nunique() > 1 else [])
             for dname, m in subsets:
                 r = paired_comparison(meta['label'].to_numpy()[m], wa.to_numpy().T[:, m], wb.to_numpy().T[:, m], groups[m],
                                       metric, n_boot=n_boot, n_perm=n_perm, alpha=alpha, seed=seed, paired_seeds=paired_seeds)
