@@ -24,7 +24,7 @@ import mer_nb
 from .core import MerError, atomic_write, environment_info, git_revision, write_json
 from .recipe import PRECISIONS, PRESETS, RECIPES, Preset, get_preset, gpu_estimate
 from .cv import training_code
-from .report import RESULT_SUFFIXES, publish, update_readme
+from .report import RESULT_SUFFIXES, publish, result_folder, update_readme
 
 # %% auto #0
 __all__ = ['ARTEFACTS', 'RESERVED_PARAMS', 'experiments_dir', 'parse_only', 'parse_seeds', 'check_workers', 'parse_params',
@@ -227,7 +227,8 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
     """Run the experiment notebooks for `only` (default: all) with papermill; returns `out`. `extra`: more notebook parameters
     (each given to the notebooks that declare it; one that none of them declares is an error); `device`: where folds train
     (None: CUDA when available); `overrides`: preset fields changed in every notebook; `results`: a folder into which each
-    finished artefact is also published (`report.publish`: the files worth committing, predictions gzipped).
+    finished artefact is also published (`report.publish`: the files worth committing, predictions gzipped; to
+    `results/<name>`, or `results/<name>_<config>` for a run of only non-preset configurations: `report.result_folder`).
     Every option is checked before the first notebook starts. Under `torchrun` every rank runs the notebooks; `run_cv`
     shares the folds out among the ranks through the common run cache `<out>/runs` ($MER_NB_RUNS); rank 0 writes the
     artefacts to `<out>/<name>`, the other ranks to `<out>/<name>/rank<r>` (the same tables, read from the same fold records)."""
@@ -251,7 +252,7 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
     for name in names: check_writable(out/name, '--out', folder=True)      # an artefact folder that is a file
     if results is not None:
         results = check_writable(results, '--results', folder=True)
-        for name in names: check_writable(results/name, '--results', folder=True)
+        for name in names: check_writable(results/result_folder(name, extra.get('configs') if 'configs' in declared[name] else None), '--results', folder=True)
     rank, world = shard()
     if world > 1: os.environ['MER_NB_RUNS'] = str((out/'runs').resolve())   # inherited by the notebook kernels
     if p.name == 'paper' and (size := _data_size(data, p)):
@@ -274,7 +275,7 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
                                      'seeds': seeds, 'git_revision': revision, 'training_code': code, **environment_info(), **({'device': device} if device else {}),
                                      'wall_seconds': {name: round(wall, 1)}, 'command': shlex.join(sys.argv)})
         index[name] = (adir, wall)
-        if results is not None and rank == 0: publish(adir, results/name)
+        if results is not None and rank == 0: publish(adir, results/result_folder(name, params.get('configs')))
         print(f'[mer-nb] artefact {i} of {len(names)}: {name} done in {wall:.0f} s; table: {adir/(name + ".md")}', flush=True)
     lines = [f'# mer-nb reproduce: preset {p.name}, {len(index)} artefact(s) in {time.time() - t0:.0f} s', '']
     for name, (adir, wall) in index.items():
@@ -368,7 +369,8 @@ def parser() -> argparse.ArgumentParser:
                    help='a further notebook parameter, VALUE as JSON (repeatable), given to the notebooks that declare it; '
                         'e.g. --param configs=\'["preset"]\' (Table 4 without its attending rows) or --param seeds_b=[5,6,7,8,9]')
     r.add_argument('--results', default=None, help='also publish each finished artefact here (tables, figures, run.json, '
-                   'executed notebook, gzipped predictions): the folder to commit')
+                   'executed notebook, gzipped predictions) in <name>/, or <name>_<config>/ for a run of only non-preset '
+                   'configurations (--param configs=\'["attending"]\'): the folder to commit')
     rs = sub.add_parser('results', help="summarise a results folder (composite UF1 under `last`, comparisons) for the README", **kw)
     rs.add_argument('path', help='the results folder (one subfolder per artefact, as `reproduce --results` writes it)')
     rs.add_argument('--readme', default=None, help='write the summary into this file between its results markers (default: print it)')

@@ -19,7 +19,8 @@ from .train import LEAKY
 __all__ = ['DATASET_NAMES', 'COMPARISONS_NOTE', 'RESULT_SUFFIXES', 'README_START', 'README_END', 'OVERALL', 'PROTOCOLS',
            'SUMMARY_RUNS', 'SUMMARY_COMPARISONS', 'render_table', 'bar_chart', 'chance_line', 'save_figure', 'uf1_bars',
            'confusion_grid', 'render_aug', 'quality_md', 'sample_grid', 'comparisons_md', 'Result', 'write_result',
-           'publish', 'artefact_provenance', 'artefact_comparisons', 'results_summary', 'update_readme']
+           'publish', 'result_folder', 'result_stem', 'artefact_provenance', 'artefact_comparisons', 'results_summary',
+           'update_readme']
 
 # %% ../nbs/17_report.ipynb #392ef9c0
 DATASET_NAMES = {'composite': 'Composite', 'smic': 'SMIC', 'samm': 'SAMM', 'casme2': 'CASME II', 'synthetic': 'Synthetic',
@@ -227,13 +228,28 @@ def _seed_ranges(seeds) -> str:
 
 def _p(p) -> str: return '—' if pd.isna(p) else '< 0.001' if p < 0.001 else f'{p:.3f}'
 
+def result_folder(name: str, configs=None) -> str:
+    """The folder of a results folder that a run of artefact `name` is published to: `name`, or `name_<config>` when the
+    run made only configurations other than the preset's (a notebook's `configs` parameter, e.g. Table 5's 'attending'), so
+    that a configuration trained in a run of its own sits beside the preset's (each with its own `run.json`) instead of
+    replacing it."""
+    configs = [str(c) for c in (configs or ())]
+    return name if not configs or 'preset' in configs else '_'.join([name, *configs])
+
+def result_stem(adir) -> str:
+    """The stem of an artefact folder's main table: the folder's name where it holds `<folder>.md` (`table5_attending`),
+    else its run's artefact (`table4_attending` holds `table4.md`, restricted to that configuration)."""
+    import json
+    adir = Path(adir)
+    return adir.name if (adir/f'{adir.name}.md').is_file() else json.loads((adir/'run.json').read_text())['artefact']
+
 def artefact_provenance(adir) -> dict:
     """One artefact folder of `results/` in one row: its name and title, data and protocol, preset, the seeds its predictions
     hold, the training-code hash, the training core-hours of its fold records, and a link to its full tables."""
     import json
     adir = Path(adir)
     run = json.loads((adir/'run.json').read_text())
-    name = run['artefact']
+    name = result_stem(adir)
     title = (adir/f'{name}.md').read_text().split('\n', 1)[0].lstrip('# ').strip()
     pf = adir/f'{name}_predictions.csv.gz'
     seeds = [int(s) for s in pd.read_csv(pf, usecols=['seed']).seed.unique() if s >= 0] if pf.is_file() else run['seeds']
@@ -243,10 +259,10 @@ def artefact_provenance(adir) -> dict:
     core = run.get('training_core_seconds')
     train = '—' if core is None else ('≥ ' if run.get('records_without_time') else '') + f'{core / 3600:.1f} core-h'
     trained = core is not None or pf.is_file()        # Figure 1 counts the architecture: no seeds, no training code
-    return {'artefact': f'`{name}`: {title}', 'data, protocol': ', '.join(data + prot) or '—', 'preset': f'`{run["preset"]["name"]}`',
+    return {'artefact': f'`{adir.name}`: {title}', 'data, protocol': ', '.join(data + prot) or '—', 'preset': f'`{run["preset"]["name"]}`',
             'seeds': _seed_ranges(seeds) if trained else '—',
             'training code': f'`{str(run.get("training_code", "?"))[:12]}`' if trained else '— (no training)', 'training': train,
-            'full tables': f'[`results/{name}/`](results/{name}/{name}.md)'}
+            'full tables': f'[`results/{adir.name}/`](results/{adir.name}/{name}.md)'}
 
 _COMPARISON_COLS = {'comparison', 'a', 'b', 'selection', 'dataset', 'metric', 'value_a', 'value_b', 'diff', 'ci_low', 'ci_high', 'p',
                     'p_holm', 'n_subjects', 'n_samples', 'n_seeds', 'agreement', 'verdict'}
@@ -312,7 +328,8 @@ def results_summary(results, order=()) -> str:
     results = Path(results)
     dirs = [d for d in results.iterdir() if (d/'run.json').is_file()] if results.is_dir() else []
     rank = {n: i for i, n in enumerate(order)}
-    dirs.sort(key=lambda d: (rank.get(d.name, len(rank)), d.name))
+    import json
+    dirs.sort(key=lambda d: (rank.get(json.loads((d/'run.json').read_text())['artefact'], len(rank)), d.name))   # a configuration's folder after its artefact's
     if not dirs: return 'No committed results yet.\n'
     md = [SUMMARY_RUNS, pd.DataFrame([artefact_provenance(d) for d in dirs]).to_markdown(index=False, disable_numparse=True)]
     comps = pd.concat([artefact_comparisons(d) for d in dirs], ignore_index=True)

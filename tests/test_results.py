@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mer_nb.cli import ARTEFACTS, main
-from mer_nb.report import results_summary, update_readme
+from mer_nb.report import result_folder, result_stem, results_summary, update_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / 'results'
@@ -26,22 +26,26 @@ def test_readme_shows_results():
 def test_artefact_complete(adir):
     run = json.loads((adir / 'run.json').read_text())
     name = run['artefact']
-    assert name == adir.name and name in ARTEFACTS
+    # results/<name>, or results/<name>_<config> for a run of only a non-preset configuration (Table 5's attending one)
+    assert name in ARTEFACTS and adir.name == result_folder(name, run['parameters'].get('configs'))
+    stem = result_stem(adir)
     assert run['training_code'] and run['git_revision'] and run['command'] and run['wall_seconds'][name] > 0
     assert len(run['seeds']) >= 5 and run['parameters']['data'], 'committed results: the composite at five seeds or more'
-    for f in (f'{name}.md', f'{name}.csv', f'{ARTEFACTS[name]}.ipynb'):
+    for f in (f'{stem}.md', f'{stem}.csv', f'{ARTEFACTS[name]}.ipynb'):
         assert (adir / f).is_file(), f
-    scores = pd.read_csv(adir / f'{name}.csv')
+    scores = pd.read_csv(adir / f'{stem}.csv')
     if name in NO_TRAINING:
         assert 'training_core_seconds' not in run and not list(adir.glob('*predictions*')) and len(scores)
         return
-    preds = pd.read_csv(adir / f'{name}_predictions.csv.gz')       # gzipped per-sample predictions of every row
+    preds = pd.read_csv(adir / f'{stem}_predictions.csv.gz')       # gzipped per-sample predictions of every row
     assert {'id', 'seed', 'subject', 'label', 'pred', 'selection'} <= set(preds.columns)
     assert preds.id.nunique() == 442 and preds.subject.nunique() == 68 and set(preds.seed) >= set(run['seeds'])
-    c = pd.read_csv(adir / 'comparisons.csv')
+    comps = list(adir.glob('comparisons*.csv'))
+    assert len(comps) == 1, comps                                   # one run, one family of comparisons
+    c = pd.read_csv(comps[0])
     assert c.verdict.isin(['a better', 'b better', 'not resolved']).all()
     assert ((c.p_holm >= 0.05) == (c.verdict == 'not resolved')).all()
-    assert not (adir / f'{name}_predictions.csv').exists()          # big files only gzipped
+    assert not (adir / f'{stem}_predictions.csv').exists()          # big files only gzipped
     assert sum(f.stat().st_size for f in adir.iterdir()) < 5_000_000
 
 
@@ -64,7 +68,7 @@ SHARED_RUNS = [
 
 def _rows(name: str, where: dict) -> pd.DataFrame:
     from fnmatch import fnmatchcase
-    d = pd.read_csv(RESULTS / name / f'{name}_predictions.csv.gz')
+    d = pd.read_csv(RESULTS / name / f'{result_stem(RESULTS / name)}_predictions.csv.gz')
     for col, pat in where.items():
         d = d[d[col].astype(str).map(lambda v: fnmatchcase(v, pat))]
     assert len(d), f'{name}: no predictions where {where}'
