@@ -229,7 +229,7 @@ def _seed_ranges(seeds) -> str:
 def _p(p) -> str: return '—' if pd.isna(p) else '< 0.001' if p < 0.001 else f'{p:.3f}'
 
 def result_folder(name: str, configs=None) -> str:
-    """The folder of a results folder that a run of artefact `name` is published to: `name`, or `name_<config>` when the
+    """The subfolder of a results folder that a run of artefact `name` is published to: `name`, or `name_<config>` when the
     run made only configurations other than the preset's (a notebook's `configs` parameter, e.g. Table 5's 'attending'), so
     that a configuration trained in a run of its own sits beside the preset's (each with its own `run.json`) instead of
     replacing it."""
@@ -325,10 +325,10 @@ SUMMARY_COMPARISONS = ('**Every comparison**, the claims of the tables: UF1 on a
 def results_summary(results, order=()) -> str:
     """The results block of the README, the same size whatever a table's rows: one provenance row per artefact folder of
     `results` that has a `run.json` (in `order` first), then every comparison they hold, read from their files and nothing else."""
+    import json
     results = Path(results)
     dirs = [d for d in results.iterdir() if (d/'run.json').is_file()] if results.is_dir() else []
     rank = {n: i for i, n in enumerate(order)}
-    import json
     dirs.sort(key=lambda d: (rank.get(json.loads((d/'run.json').read_text())['artefact'], len(rank)), d.name))   # a configuration's folder after its artefact's
     if not dirs: return 'No committed results yet.\n'
     md = [SUMMARY_RUNS, pd.DataFrame([artefact_provenance(d) for d in dirs]).to_markdown(index=False, disable_numparse=True)]
