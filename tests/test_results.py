@@ -60,6 +60,7 @@ def test_summary_reads_only_results():
 SHARED_RUNS = [
     ('table4', {'method': 'HTNet+LAPE', 'config': 'preset'}, 'table5', {'method': 'HTNet+LAPE'}),
     ('table4', {'method': 'HTNet (scalar term)', 'config': 'preset'}, 'table1', {'method': 'HTNet'}),
+    ('table4_attending', {'method': 'HTNet+LAPE', 'config': 'attending'}, 'table5_attending', {'method': 'HTNet+LAPE'}),
     ('noise', {'method': 'HTNet seeds *'}, 'table4', {'method': 'HTNet (scalar term)', 'config': 'preset'}),
     ('noise', {'method': 'HTNet seeds *'}, 'table1', {'method': 'HTNet'}),
     ('table3', {'method': 'HTNet+LAPE+ESAAT', 'augmentation': 'none'}, 'table5', {'method': 'HTNet+LAPE+ESAAT'}),
