@@ -135,9 +135,10 @@ class Experiment:
         return score_predictions(preds.assign(cluster=preds.dataset.astype(str) + '/' + preds.subject.astype(str)), by=list(by),
                                  n_boot=self.preset.n_boot, overall=overall, cluster='cluster')
 
-    def ensemble(self, preds: pd.DataFrame, by) -> pd.DataFrame:
+    def ensemble(self, preds: pd.DataFrame, by, overall: str = 'composite') -> pd.DataFrame:
         """Scores of the seed ensemble of every group (`run='seed ensemble'`): the mean over seeds of the `last` epoch's
-        class probabilities, then its arg max; empty with one seed. Honest (no test label is read), and labelled as an ensemble."""
+        class probabilities, then its arg max; empty with one seed. Honest (no test label is read), and labelled as an ensemble.
+        `overall`: the name of the all-samples row, as in `score`."""
         last = preds[preds.selection == 'last']
         if last.seed.nunique() < 2: return pd.DataFrame()
         keys = [*by, 'selection', 'id']
@@ -145,7 +146,7 @@ class Experiment:
                                                   p0=('p0', 'mean'), p1=('p1', 'mean'), p2=('p2', 'mean')).reset_index()
         ens = ens.assign(seed=-1, pred=ens[['p0', 'p1', 'p2']].to_numpy().argmax(1))
         ns = last.groupby(list(by)).seed.nunique().rename('n_seeds').reset_index()          # each group's own seeds
-        return self.score(ens, [*by, 'selection']).drop(columns='n_seeds', errors='ignore').merge(ns, on=list(by), how='left').assign(run='seed ensemble')
+        return self.score(ens, [*by, 'selection'], overall=overall).drop(columns='n_seeds', errors='ignore').merge(ns, on=list(by), how='left').assign(run='seed ensemble')
 
     def compare(self, res: Result, preds: pd.DataFrame, comparisons: list, name: str = 'comparisons', **kw) -> pd.DataFrame:
         """The table's family of paired comparisons (`metrics.compare_arms`: composite UF1 under `last`, the primary endpoint;
@@ -653,17 +654,19 @@ def _aug_gains(exp: Experiment, preds: pd.DataFrame, methods, extra_by=(), overa
     return g.assign(augmentation='gain (diffusion - none)', run='paired gain', std=np.nan), pd.concat(primary, ignore_index=True) if primary else pd.DataFrame()
 
 def _aug_scores(exp: Experiment, preds, protocol, methods, extra_by=(), overall: str = 'composite') -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Scores of both arms and the paired gain, long format, rows ordered method -> selection -> (none, diffusion, gain);
-    and the table's comparisons (`_aug_gains`)."""
+    """Scores of both arms, the paired gain and each arm's seed ensemble (`Experiment.ensemble`, over all folds; none with
+    one seed), long format, rows ordered method -> selection -> (none, diffusion, gain, then the two ensembles); and the
+    table's comparisons (`_aug_gains`)."""
     by = ['method', 'augmentation', 'selection', *extra_by]
     sc = exp.score(preds, by, overall=overall).assign(run='ours')
     gains, comparisons = _aug_gains(exp, preds, methods, extra_by, overall)
-    s = pd.concat([sc, gains], ignore_index=True).assign(protocol=protocol)
-    order_m = {m: i for i, m in enumerate(methods)}
-    order_a = {'none': 0, 'diffusion': 1, 'gain (diffusion - none)': 2}
-    order_s = {'last': 0, 'inner-val': 1, 'best-on-test': 2}
-    s = s.sort_values(['method', 'selection', 'augmentation'], kind='stable',
-                      key=lambda c: c.map({'method': order_m, 'selection': order_s, 'augmentation': order_a}[c.name]))
+    pooled = preds[preds.fold == 'all'] if 'fold' in extra_by else preds      # Table 2: the pooled scope, not the per-fold copies
+    ens = exp.ensemble(pooled, ['method', 'augmentation'], overall=overall)
+    if 'fold' in extra_by and len(ens): ens = ens.assign(fold='all')
+    s = pd.concat([sc, gains, ens], ignore_index=True).assign(protocol=protocol)
+    order = {'method': {m: i for i, m in enumerate(methods)}, 'selection': {'last': 0, 'inner-val': 1, 'best-on-test': 2},
+             'run': {'ours': 0, 'paired gain': 0, 'seed ensemble': 1}, 'augmentation': {'none': 0, 'diffusion': 1, 'gain (diffusion - none)': 2}}
+    s = s.sort_values(list(order), kind='stable', key=lambda c: c.map(order[c.name]))
     return s.reset_index(drop=True), comparisons
 
 def _aug_summary(scores: pd.DataFrame, datasets=('composite', 'casme3')) -> str:
