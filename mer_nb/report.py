@@ -287,29 +287,33 @@ def _arm_uf1(scores: pd.DataFrame, filters: dict, value) -> str:
 def artefact_comparisons(adir) -> pd.DataFrame:
     """Every comparison an artefact folder holds, in UF1 on all samples (`OVERALL`): the rows of its `comparisons*.csv`
     (`comparisons_<config>.csv` belongs to the table `<name>_<config>`). One row each: artefact, comparison, UF1 of a and b (mean ± sd over
-    seeds), b - a [95%], p, Holm p, verdict; in the order of the files."""
+    seeds), b - a [95%], p, Holm p, verdict; in the order of the files. The artefact is named by its folder (`comparisons.csv`)
+    or its table (`comparisons_<config>.csv`), followed by the keys that tell the file's rows apart (e.g. `config preset` where
+    one file holds two configurations), so that a configuration reads the same whether it was run alone or beside another."""
     import json
     adir = Path(adir)
     name = json.loads((adir/'run.json').read_text())['artefact']
     rows = []
-    def row(stem, keys, comparison, data, ua, ub, diff, lo, hi, p, p_holm, verdict):
-        rows.append({'artefact': f'`{stem}`' + ''.join(f', {k} {v}' for k, v in keys.items()),
+    def row(label, keys, comparison, data, ua, ub, diff, lo, hi, p, p_holm, verdict):
+        rows.append({'artefact': f'`{label}`' + ''.join(f', {k} {v}' for k, v in keys.items()),
                      'comparison (b vs a)': comparison + ('' if data == 'composite' else f' ({DATASET_NAMES.get(data, data)})'),
                      'UF1 a': ua, 'UF1 b': ub, 'b - a [95%]': f'{diff:+.3f} [{lo:+.3f}, {hi:+.3f}]', 'p': _p(p), 'Holm p': _p(p_holm),
                      'verdict': verdict})
     files = sorted(adir.glob('comparisons*.csv'), key=lambda f: (f.stem != 'comparisons', f.name))
     for cf in files:
         stem = name + cf.stem[len('comparisons'):]
+        label = adir.name if cf.stem == 'comparisons' else stem
         scf = adir/f'{stem}.csv'
         sc = pd.read_csv(scf) if scf.is_file() else pd.DataFrame()
         c = pd.read_csv(cf)
         if c.empty: continue
         c = c[c.dataset.isin(OVERALL) & (c.metric == 'UF1' if 'metric' in c else True)]
         by = [k for k in c.columns if k not in _COMPARISON_COLS]
+        shown = [k for k in by if c[k].nunique(dropna=False) > 1]
         for r in c.to_dict('records'):
             keys = {k: r[k] for k in by if not pd.isna(r[k])}
             base = {**keys, 'dataset': r['dataset'], **({} if pd.isna(r.get('selection')) else {'selection': r['selection']})}
-            row(stem, keys, r['comparison'], r['dataset'], _arm_uf1(sc, {**base, **_arm_filters(r.get('a'))}, r.get('value_a', np.nan)),
+            row(label, {k: v for k, v in keys.items() if k in shown}, r['comparison'], r['dataset'], _arm_uf1(sc, {**base, **_arm_filters(r.get('a'))}, r.get('value_a', np.nan)),
                 _arm_uf1(sc, {**base, **_arm_filters(r.get('b'))}, r.get('value_b', np.nan)), r['diff'], r['ci_low'], r['ci_high'],
                 r['p'], r['p_holm'], r['verdict'])
     return pd.DataFrame(rows, columns=['artefact', 'comparison (b vs a)', 'UF1 a', 'UF1 b', 'b - a [95%]', 'p', 'Holm p', 'verdict'])
