@@ -5,8 +5,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sklearn.metrics import f1_score
 
+from mer_nb.baselines import BASELINES
 from mer_nb.cli import ARTEFACTS, main
+from mer_nb.experiments import ROW_NAMES
 from mer_nb.report import result_folder, result_stem, results_summary, update_readme
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,3 +92,28 @@ def test_a_run_shown_twice_agrees(a, wa, b, wb):
     for col in ('fold', 'epoch', 'label', 'pred', 'p0', 'p1', 'p2'):
         same = (m[f'{col}_a'] == m[f'{col}_b'])
         assert same.all(), f'{a} vs {b}: {col} differs on {int((~same).sum())} of {len(m)} rows (seeds {sorted(seeds)})'
+
+
+BASELINE_ROWS = {ROW_NAMES.get(b, b) for b in BASELINES}       # the trained and fitted baselines: no ensemble row asked of them
+TRAINED_DIRS = [d for d in ARTEFACT_DIRS if d.name not in NO_TRAINING]
+
+
+@pytest.mark.parametrize('adir', TRAINED_DIRS, ids=[d.name for d in TRAINED_DIRS])
+def test_seed_ensemble_rows(adir):
+    """Every HTNet-family arm trained on several seeds shows a `seed ensemble` row, and its composite UF1 is scikit-learn's
+    macro F1 of the arg max of that arm's seeds' mean `last`-epoch probabilities in the committed predictions."""
+    stem = result_stem(adir)
+    table, preds = pd.read_csv(adir / f'{stem}.csv'), pd.read_csv(adir / f'{stem}_predictions.csv.gz')
+    by = ['method', *[c for c in ('augmentation', 'config') if c in preds]]
+    last = preds[(preds.selection == 'last') & ~preds.method.isin(BASELINE_ROWS)]
+    ens = table[(table.run == 'seed ensemble') & (table.dataset == 'composite') & (table.metric == 'UF1')]
+    arms = last.groupby(by).seed.nunique()
+    assert (arms >= 2).any(), f'{adir.name}: no HTNet-family arm with several seeds'
+    for key, n in arms[arms >= 2].items():
+        key = key if isinstance(key, tuple) else (key,)
+        row = ens[(ens[by].astype(str) == [str(k) for k in key]).all(axis=1)]
+        assert len(row) == 1 and row.n_seeds.iloc[0] == n, f'{adir.name}: {dict(zip(by, key))} has no seed-ensemble row'
+        arm = last[(last[by].astype(str) == [str(k) for k in key]).all(axis=1)]
+        mean = arm.groupby('id')[['label', 'p0', 'p1', 'p2']].mean()
+        want = f1_score(mean.label, mean[['p0', 'p1', 'p2']].to_numpy().argmax(1), average='macro')
+        assert abs(row.value.iloc[0] - want) < 1e-9, f'{adir.name}: {dict(zip(by, key))} ensemble UF1 {row.value.iloc[0]} != {want}'
