@@ -14,6 +14,9 @@ DEVICE ?=
 RECIPE ?=
 OUT ?= reports/$(if $(DATA),$(notdir $(patsubst %/,%,$(DATA))),synthetic)-$(PRESET)
 JOBS ?= 2
+# The CPU instruction set every x86-64 machine this project supports has: fold records bit for bit the same on any of them
+# (mer_nb.core.ISA_PINS; `mer-nb` and run_cv apply them themselves, set here so that the test processes start pinned).
+ISA_PINS := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 DNNL_MAX_CPU_ISA=AVX2
 SYNC_TMP := $(shell mktemp -u /tmp/mer_nb_sync.XXXXXX)
 # Package files nbdev does not write: the Adam kernel's C source, and the link that ships nbs/experiments as mer_nb/notebooks
 PKG_DATA := mer_nb/kernels mer_nb/notebooks
@@ -47,7 +50,7 @@ browser:
 	else echo "browser: /usr/bin/chromium is missing and installing it needs root; tests/test_docs.py will skip its browser test"; fi
 
 test: setup browser sync-check
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) tests
+	$(ISA_PINS) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) tests
 
 # The documentation site, built offline from the notebooks' committed outputs (nothing is run): open _site/index.html.
 DOCS_OUT ?= _site
@@ -72,4 +75,4 @@ clean:
 
 # Execute the library notebooks in place so that they are committed with their outputs and figures (docs/execute.py).
 notebooks: setup
-	OMP_NUM_THREADS=2 $(BIN)/python docs/execute.py && $(BIN)/nbdev_clean
+	$(ISA_PINS) OMP_NUM_THREADS=2 $(BIN)/python docs/execute.py && $(BIN)/nbdev_clean

@@ -20,16 +20,21 @@ from dataclasses import asdict, fields as fields_of
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 import mer_nb
-from .core import MerError, atomic_write, environment_info, git_revision, write_json
+from .core import (ISA_PINS, ISAS, MerError, atomic_write, can_pin, environment_info, git_revision, isa_label, isa_setting,
+                         training_isa, write_json)
 from .recipe import PRECISIONS, PRESETS, RECIPES, Preset, get_preset, gpu_estimate
-from .cv import training_code
+from .cv import make_folds, run_cv, training_code
 from .report import RESULT_SUFFIXES, publish, result_folder, update_readme
 
 # %% auto #0
 __all__ = ['ARTEFACTS', 'RESERVED_PARAMS', 'experiments_dir', 'parse_only', 'parse_seeds', 'check_workers', 'parse_params',
            'parse_sets', 'notebook_params', 'check_writable', 'kernel_manager', 'run_notebook', 'check_device',
-           'reproduce', 'Stopped', 'end_children', 'stop_on_signals', 'parser', 'error_line', 'main']
+           'reproduce', 'replay', 'replay_lines', 'Stopped', 'end_children', 'stop_on_signals', 'parser', 'error_line',
+           'pin_process', 'main']
 
 # %% ../nbs/20_cli.ipynb #74c42d4f
 ARTEFACTS = {'table1': 'table1_sota', 'noise': 'noise_floor'}   # artefact -> experiment notebook (nbs/experiments/, shipped as mer_nb/notebooks/)
@@ -285,6 +290,68 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
     for name, (adir, _) in index.items(): print(f'  {adir}/: {", ".join(_written(adir))}', flush=True)
     return out
 
+# %% ../nbs/20_cli.ipynb #71e3f92b
+def _committed(adir: Path) -> tuple[dict, Path, pd.DataFrame]:
+    "An artefact folder's run.json, predictions file and predictions (ids and subjects as text, probabilities as their float32)."
+    if not (adir/'run.json').is_file(): raise MerError(f'{adir}: not an artefact folder (no run.json)')
+    run = json.loads((adir/'run.json').read_text())
+    files = [f for f in (adir/f"{run.get('artefact', adir.name)}_predictions.csv.gz", adir/f"{run.get('artefact', adir.name)}_predictions.csv") if f.is_file()]
+    if not files: raise MerError(f'{adir}: no {run.get("artefact", adir.name)}_predictions.csv(.gz) to compare with')
+    preds = pd.read_csv(files[0], dtype={'id': str, 'subject': str, 'fold': str, 'dataset': str})   # a float32's shortest text reads back as it
+    return run, files[0], preds
+
+def replay(results, data=None, method: str = 'HTNet', seed: int = 0, n_folds: int | None = None, out='runs/replay',
+           workers: int | None = None, progress: bool = True) -> dict:
+    """Retrain `method` at `seed` from the artefact folder `results` on `data` (None: the embedded synthetic set) with
+    the preset its run.json records, on the CPU, and compare with the committed predictions, per selection: samples
+    with the committed class, the largest probability difference (float32), UF1 of both. The folds are those the file
+    holds for the arm (`n_folds`: the first of them only)."""
+    from mer_nb.metrics import uf1
+    from mer_nb.recipe import METHODS
+    from mer_nb.baselines import USES_FACES
+    from mer_nb.sources import open_dataset
+    adir = Path(results)
+    run, file, preds = _committed(adir)
+    arm = preds[(preds.method == method) & (preds.seed == seed)]
+    if arm.empty: raise MerError(f'{file}: no rows of method {method!r} at seed {seed} (methods: {", ".join(map(str, preds.method.unique()))}; '
+                                 f'seeds: {", ".join(map(str, sorted(preds.seed.unique())))})')
+    if method not in METHODS: raise MerError(f'--method {method!r}: not a registered method; replay retrains registered methods at their defaults')
+    for col in ('augmentation', 'config'):
+        if col in arm and arm[col].nunique() > 1: raise MerError(f'{file}: method {method!r} has rows of several {col}s; replay needs one arm')
+    params = run.get('parameters', {})
+    p = get_preset(params.get('preset', run.get('preset', {}).get('name', 'quick')), **(params.get('overrides') or {}))
+    if json.loads(json.dumps(asdict(p))) != run.get('preset'):
+        raise MerError(f"{adir/'run.json'}: its preset is not today's {p.name!r} with its overrides; the run cannot be replayed as recorded")
+    protocol = str(arm.protocol.iloc[0])
+    k = arm.fold.nunique() if protocol == 'kfold' else 5
+    ds = open_dataset(data, p.synthetic, faces=method in USES_FACES, kinds=('synthetic', 'composite'), cache=Path(out)/'flows',
+                      landmarks=RECIPES[p.recipe]['landmarks'], progress=progress)
+    names = [n for n, _, _ in make_folds(ds.subjects, protocol, k) if n in set(arm.fold)][:n_folds]   # the committed folds, in order
+    arm = arm[arm.fold.isin(names)]
+    sels = [s for s in ('last', 'best-on-test', 'inner-val') if s in set(arm.selection)]
+    t0 = time.time()
+    new = run_cv(ds, p, out, protocol, k, (seed,), sels, method=method, workers=workers, device='cpu', progress=progress, only_folds=names)
+    both = arm.merge(new, on=['selection', 'fold', 'id'], suffixes=('_c', ''), how='outer', indicator=True)
+    if (both._merge != 'both').any():
+        raise MerError(f'{file}: {int((both._merge != "both").sum())} rows of {method} seed {seed} do not match the retrained samples (another dataset?)')
+    rows = {}
+    for sel, g in both.groupby('selection', sort=False):
+        dp = max(float(np.abs(g[f'p{c}_c'].to_numpy(np.float32) - g[f'p{c}'].to_numpy(np.float32)).max()) for c in range(3))
+        rows[sel] = dict(samples=len(g), same_class=int((g.pred_c == g.pred).sum()), max_prob_diff=dp,
+                         uf1=uf1(g.label, g.pred), uf1_committed=uf1(g.label_c, g.pred_c))
+    return dict(artefact=run.get('artefact', adir.name), method=method, seed=seed, protocol=protocol, folds=len(names),
+                isa=training_isa('cpu'), seconds=round(time.time() - t0, 1), selections=rows,
+                bit_for_bit=all(r['same_class'] == r['samples'] and r['max_prob_diff'] == 0 for r in rows.values()))
+
+def replay_lines(r: dict) -> list[str]:
+    "What `mer-nb replay` prints of `replay`'s result."
+    out = [f"mer-nb replay: {r['artefact']}, {r['method']}, seed {r['seed']}, {r['protocol'].upper()}, {r['folds']} fold(s), "
+           f"trained as {r['isa']} in {r['seconds']:.0f} s: " + ('bit for bit the committed predictions' if r['bit_for_bit'] else 'NOT the committed predictions')]
+    for sel, s in r['selections'].items():
+        out.append(f"  {sel}: {s['same_class']} of {s['samples']} samples get the committed class ({100 * s['same_class'] / s['samples']:.1f}%), "
+                   f"largest probability difference {s['max_prob_diff']:.3g}; UF1 {s['uf1']:.4f} (committed {s['uf1_committed']:.4f})")
+    return out
+
 # %% ../nbs/20_cli.ipynb #a1d38e77
 class Stopped(BaseException):
     "SIGINT or SIGTERM arrived while a command ran (a BaseException: no `except Exception` on the way swallows it)."
@@ -346,6 +413,8 @@ def parser() -> argparse.ArgumentParser:
     "The `mer-nb` argument parser."
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='on an error, show the full traceback (also: MER_NB_DEBUG=1)')
+    common.add_argument('--isa', default=argparse.SUPPRESS, choices=list(ISAS), help='CPU instruction set: avx2 (the default: the same bits '
+                        'on every x86-64 CPU) or native (this CPU\'s fastest kernels, recorded; also: MER_NB_ISA)')
     kw = dict(formatter_class=_Formatter, parents=[common])
     ap = _Parser(prog='mer-nb', description="Micro-expression recognition: reproduce the paper's tables and figures.", **kw)
     ap.add_argument('--version', action='version', version=f'%(prog)s {mer_nb.__version__}')
@@ -390,6 +459,14 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument('--saliency', default=None, help='write the region saliency image (PNG) here')
     pr.add_argument('--saliency-method', default='occlusion', choices=['occlusion', 'gradient'], help='how region saliency is measured')
     pr.add_argument('--flow', default=None, choices=['tvl1', 'farneback'], help="flow method (default: the weights' pipeline)")
+    rp = sub.add_parser('replay', help='retrain one committed arm and compare its predictions with the committed ones, bit for bit', **kw)
+    rp.add_argument('results', help='an artefact folder of results/ (its run.json and <name>_predictions.csv.gz), e.g. results/table1')
+    rp.add_argument('--data', default=None, help='the dataset it was trained on (default: the embedded synthetic set)')
+    rp.add_argument('--method', default='HTNet', help='the arm: a registered method in the predictions file')
+    rp.add_argument('--seed', type=_count(0), default=0, help='the seed to retrain')
+    rp.add_argument('--folds', type=_count(1), default=None, help='the first N folds only (default: all)')
+    rp.add_argument('--out', default='runs/replay', help='run cache for the retrained fold records')
+    rp.add_argument('--workers', type=_count(1), default=None, help="processes training folds in parallel (default: the preset's)")
     dt = sub.add_parser('data', help='dataset tools', **kw)
     dsub = dt.add_subparsers(dest='data_cmd', required=True, metavar='{check}')
     ck = dsub.add_parser('check', help='list every problem of a dataset (composite folder, or CAS(ME)^3 CSV + frames)', **kw)
@@ -436,6 +513,10 @@ def _run(a) -> int:
         from mer_nb.predict import predict_command
         if a.saliency: check_writable(a.saliency, '--saliency')
         predict_command(a.onset, a.apex, a.weights, a.saliency, a.saliency_method, a.flow)
+    elif a.cmd == 'replay':
+        r = replay(a.results, a.data, a.method, a.seed, a.folds, a.out, a.workers)
+        for line in replay_lines(r): print(line)
+        return 0 if r['bit_for_bit'] else 1
     elif a.cmd == 'data':
         from mer_nb.sources import check_data
         problems = check_data(a.path, a.frames)
@@ -448,12 +529,28 @@ def _warning_line(message, category, filename, lineno, file=None, line=None):
     "A warning as one line `mer-nb: warning: ...` (e.g. a corrupt fold record moved aside, a clip without motion)."
     print(f'mer-nb: warning: {" ".join(str(message).split())}', file=file or sys.stderr, flush=True)
 
+def pin_process() -> None:
+    """Restart this command (same arguments, same process id) with `ISA_PINS` in its environment when the `avx2` setting
+    asks for them and the process was started without: the math libraries read them only when torch starts. Every
+    process it starts (notebook kernels, fold workers) inherits them. Nothing where they are set already, or cannot apply."""
+    if isa_setting() != 'avx2' or not can_pin() or isa_label() == 'avx2': return
+    if all(os.environ.get(k) == v for k, v in ISA_PINS.items()): return     # restarted once already: do not loop
+    script = sys.argv[0]
+    args = ['-m', 'mer_nb'] if Path(script).name == '__main__.py' or not Path(script).is_file() else [script]
+    sys.stdout.flush(); sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *args, *sys.argv[1:]], {**os.environ, **ISA_PINS})
+
 def main(argv=None) -> int:
-    "Entry point of `mer-nb` and `python -m mer_nb`: the exit status (0; 1: `data check` found problems; 2: an error; 128 + signal: stopped)."
+    """Entry point of `mer-nb` and `python -m mer_nb`: the exit status (0; 1: `data check` found problems, or a replay
+    differs; 2: an error; 128 + signal: stopped). From the command line (`argv` None) the process first restarts pinned
+    to AVX2 where it is not (`pin_process`; `--isa native` or MER_NB_ISA=native opts out)."""
     a = parser().parse_args(argv)
     warnings.showwarning = _warning_line
     debug = getattr(a, 'debug', False) or os.environ.get('MER_NB_DEBUG', '') not in ('', '0')
     try:
+        if getattr(a, 'isa', None): os.environ['MER_NB_ISA'] = a.isa         # this process and every one it starts
+        isa_setting()                                                        # a bad MER_NB_ISA: one line
+        if argv is None: pin_process()
         with stop_on_signals(): return _run(a)
     except (Exception, Stopped) as e:
         if debug: raise

@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #206fec1c
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -21,9 +22,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['CLASSES', 'PLAIN_NAME', 'MAX_NAME', 'MerError', 'MerWarning', 'name_problem', 'plain_name', 'inside', 'check_inside',
-           'seed_everything', 'atomic_write', 'write_json', 'git_revision', 'default_device', 'cache_dir',
-           'environment_info']
+__all__ = ['CLASSES', 'PLAIN_NAME', 'MAX_NAME', 'ISA_PINS', 'ISAS', 'MerError', 'MerWarning', 'name_problem', 'plain_name',
+           'inside', 'check_inside', 'seed_everything', 'atomic_write', 'write_json', 'isa_setting', 'cpu_flags',
+           'can_pin', 'isa_label', 'isa_info', 'needs_pinning', 'training_isa', 'pinned_children', 'say_unpinned',
+           'git_revision', 'default_device', 'cache_dir', 'environment_info']
 
 # %% ../nbs/00_core.ipynb #230ca821
 CLASSES = ('negative', 'positive', 'surprise')
@@ -111,6 +113,76 @@ def write_json(path, obj, root=None) -> Path:
         raise TypeError(f'not JSON serialisable: {type(o).__name__}')
     return atomic_write(path, json.dumps(obj, indent=2, default=default) + '\n', root=root)
 
+# %% ../nbs/00_core.ipynb #9b2e408c
+ISA_PINS = {'ATEN_CPU_CAPABILITY': 'avx2', 'MKL_ENABLE_INSTRUCTIONS': 'AVX2', 'DNNL_MAX_CPU_ISA': 'AVX2'}
+ISAS = ('avx2', 'native')
+_START_PINS = {k: os.environ.get(k) for k in ISA_PINS}   # as the math libraries read them when this process started
+
+def isa_setting(isa: str | None = None, option: str = '--isa') -> str:
+    "The instruction-set setting: `isa` when given, else $MER_NB_ISA, else 'avx2'; a bad value is a one-line error naming where it came from."
+    if isa is None: isa, option = os.environ.get('MER_NB_ISA', '').strip() or 'avx2', 'MER_NB_ISA'
+    v = str(isa).strip().lower()
+    if v not in ISAS: raise MerError(f"{option} {isa!r}: choose avx2 (the same bits on every x86-64 CPU, the default) or native (this CPU's fastest kernels)")
+    return v
+
+# %% ../nbs/00_core.ipynb #c920dd2a
+def cpu_flags() -> set:
+    "The CPU's feature flags (Linux: /proc/cpuinfo; empty elsewhere)."
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('flags'): return set(line.split(':', 1)[1].split())
+    except OSError: pass
+    return set()
+
+def can_pin() -> bool:
+    "Whether this machine can compute as an AVX2 CPU: x86-64 where torch runs AVX2 (or wider) kernels."
+    return platform.machine().lower() in ('x86_64', 'amd64') and torch.backends.cpu.get_cpu_capability() in ('AVX2', 'AVX512')
+
+def isa_label() -> str:
+    """What this process computes with on the CPU, as run keys and `run.json` name it: 'avx2' (pinned, or a CPU without
+    AVX-512), 'native-...' on an AVX-512 CPU not pinned, '<machine>-<torch capability>' where pinning does not apply."""
+    cap = torch.backends.cpu.get_cpu_capability().lower()
+    if not can_pin(): return f'{platform.machine().lower()}-{cap}'
+    flags = cpu_flags()
+    wide = next((f for f in ('amx_tile', 'avx512_bf16', 'avx512_vnni', 'avx512f') if f in flags), None if flags else 'unknown')
+    pins = {k: (_START_PINS[k] or '').lower() == v.lower() for k, v in ISA_PINS.items()}
+    if wide is None or (cap == 'avx2' and all(pins.values())): return 'avx2'
+    return f"native-{cap}-mkl_{(_START_PINS['MKL_ENABLE_INSTRUCTIONS'] or 'auto').lower()}-dnnl_{(_START_PINS['DNNL_MAX_CPU_ISA'] or 'auto').lower()}-{wide}"
+
+def isa_info() -> dict:
+    "This process's instruction set for `run.json`: its label, the setting, torch's capability, the pins it started with, the machine."
+    return {'isa': isa_label(), 'setting': isa_setting(), 'aten_cpu_capability': torch.backends.cpu.get_cpu_capability(),
+            'pins': dict(_START_PINS), 'machine': platform.machine(), 'avx512': sorted(f for f in cpu_flags() if f.startswith(('avx512', 'amx')))}
+
+# %% ../nbs/00_core.ipynb #89fc8cb1
+def needs_pinning(device: str = 'cpu', isa: str | None = None) -> bool:
+    "Whether CPU work in this process would not be computed as the `avx2` setting asks (and pinned child processes must do it)."
+    return str(device) == 'cpu' and isa_setting(isa) == 'avx2' and can_pin() and isa_label() != 'avx2'
+
+def training_isa(device: str = 'cpu', isa: str | None = None) -> str | None:
+    "The instruction set fold training on `device` computes with (None off the CPU): 'avx2' when pinned or pinnable, else this process's label."
+    if not str(device).startswith('cpu'): return None
+    return 'avx2' if isa_setting(isa) == 'avx2' and can_pin() else isa_label()
+
+@contextlib.contextmanager
+def pinned_children(on: bool = True):
+    "Within: processes started by this one get `ISA_PINS` in their environment (nothing when `on` is False)."
+    old = {k: os.environ.get(k) for k in ISA_PINS}
+    if on: os.environ.update(ISA_PINS)
+    try: yield
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
+_SAID_UNPINNED = []
+def say_unpinned(device: str = 'cpu') -> None:
+    "Once per process: a one-line warning where the `avx2` setting cannot apply (not x86-64), naming what is used instead."
+    if str(device).startswith('cpu') and isa_setting() == 'avx2' and not can_pin() and not _SAID_UNPINNED:
+        _SAID_UNPINNED.append(1)
+        warnings.warn(MerWarning(f'{platform.machine()}: the AVX2 pins apply to x86-64 only; training computes with {isa_label()} '
+                                 '(recorded in the run key and run.json), bit-for-bit only against runs on this kind of CPU'))
+
 # %% ../nbs/00_core.ipynb #6bab4cab
 def git_revision(path='.') -> str:
     "The git revision (with `-dirty` when there are uncommitted changes), or 'unknown' outside a repository."
@@ -135,7 +207,7 @@ def cache_dir(name: str) -> Path:
     return Path(os.environ.get('MER_NB_CACHE') or Path.home()/'.cache'/'mer_nb').expanduser()/name
 
 def environment_info() -> dict:
-    "Python, platform, package versions, torch threads and the device, for `run.json`."
+    "Python, platform, package versions, torch threads, the device and the CPU's instruction set (`isa_info`), for `run.json`."
     versions = {}
     for p in _PACKAGES:
         try: versions[p] = metadata.version(p)
@@ -143,4 +215,5 @@ def environment_info() -> dict:
     dev = default_device()
     return {'python': sys.version.split()[0], 'platform': platform.platform(), 'versions': versions,
             'torch_threads': torch.get_num_threads(), 'device': dev,
-            'device_name': torch.cuda.get_device_name(0) if dev == 'cuda' else platform.processor() or platform.machine()}
+            'device_name': torch.cuda.get_device_name(0) if dev == 'cuda' else platform.processor() or platform.machine(),
+            'cpu': isa_info()}

@@ -17,6 +17,7 @@ import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 import multiprocessing as mp
@@ -27,7 +28,8 @@ import torch
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroupOut
 from tqdm import tqdm
 
-from .core import MerError, MerWarning, atomic_write, check_inside, default_device, name_problem, seed_everything
+from .core import (MerError, MerWarning, atomic_write, check_inside, default_device, name_problem, needs_pinning, pinned_children,
+                   say_unpinned, seed_everything, training_isa)
 from .data import MERDataset
 from .recipe import METHODS, Preset, build_model, get_method, get_preset, method_inputs
 from .train import SELECTIONS, select_epoch, train_fold
@@ -106,10 +108,12 @@ def training_code() -> str:
     return h.hexdigest()[:12]
 
 def run_key(ds: MERDataset, preset: Preset, protocol: str, k: int, regime: str, model_kw: dict | None = None, method: str = 'HTNet',
-            augment=None) -> str:
+            augment=None, device: str | None = None) -> str:
     """A short hash of everything that determines a run's results (except the fold and the seed). Model keyword arguments
     that restate a default (the preset's model for HTNet, else the factory's signature) are dropped first, so
-    e.g. `pos_emb='scalar'` and no argument name the same run and share its folds."""
+    e.g. `pos_emb='scalar'` and no argument name the same run and share its folds. On the CPU (`device`, default: where
+    `run_cv` trains) the instruction set the training computes with (`core.training_isa`) enters too, so records of
+    two instruction sets never share a run folder."""
     spec = dict(method=method, preset={f: v for f, v in asdict(preset).items() if f not in ('workers', 'n_boot', 'synthetic', 'name', 'diffusion')
                                        and not (f == 'recipe' and v == 'ours') and not (f == 'precision' and v == 'fp32')},
                 # our recipe and fp32 add nothing: the keys from before they were fields
@@ -117,6 +121,7 @@ def run_key(ds: MERDataset, preset: Preset, protocol: str, k: int, regime: str, 
                 code=training_code())
     if getattr(METHODS.get(method), 'post_train', None) is not None: spec['post_train'] = repr(METHODS[method].post_train)
     if augment is not None: spec['augment'] = repr(augment)
+    if (isa := training_isa(device or default_device())) is not None: spec['isa'] = isa
     return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 def _one_thread(fn):
@@ -325,16 +330,16 @@ def _record_ok(p: Path, test_idx=None) -> bool:
         return False
 
 def record_paths(out, ds: MERDataset, preset, protocol: str = 'loso', k: int = 5, regime: str = 'full', model_kw: dict | None = None,
-                 method='HTNet', augment=None, seeds=(0,), folds=None) -> dict:
-    "{(seed, fold name): the fold record `run_cv` writes for it} under the run cache `out` (`folds`: `make_folds`'s, if already made)."
-    rdir = Path(out)/run_key(ds, get_preset(preset), protocol, k, regime, model_kw, method, augment)
+                 method='HTNet', augment=None, seeds=(0,), folds=None, device: str | None = None) -> dict:
+    "{(seed, fold name): the fold record `run_cv` writes for it} under the run cache `out` (`folds`: `make_folds`'s, if already made; `device`: `run_cv`'s)."
+    rdir = Path(out)/run_key(ds, get_preset(preset), protocol, k, regime, model_kw, method, augment, device)
     folds = make_folds(ds.subjects, protocol, k) if folds is None else folds
     return {(seed, name): check_inside(rdir/f'seed{seed}'/f'{name}.npz', out, 'fold record') for seed in seeds for name, _, _ in folds}
 
 def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k: int = 5, seeds=(0,),
            selections=('last', 'best-on-test'), model_kw: dict | None = None, method: str = 'HTNet',
            workers: int | None = None, device: str | None = None, progress: bool = True, augment=None,
-           fold_batch: int | str | None = None, siblings=()) -> pd.DataFrame:
+           fold_batch: int | str | None = None, siblings=(), only_folds=None) -> pd.DataFrame:
     """Train every fold x seed (resuming from `out`) and return the test predictions of every selection mode.
     `fold_batch`: folds trained together as one batched computation (`mer_nb.foldpar`; an int, or 'auto' from the
     device and its free memory; default `$MER_NB_FOLD_BATCH`, else 'auto'; a group may mix seeds of one regime). Each
@@ -350,7 +355,11 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
     Under `torchrun` ($RANK, $WORLD_SIZE) every rank deals out *all* the folds the same way (`_share`), trains those of
     its share not yet in `out` (which all ranks must share), then waits for the others' -- at most
     $MER_NB_SHARD_TIMEOUT seconds (default 24 h), then a one-line error names the missing folds -- and returns the
-    same predictions."""
+    same predictions.
+    On the CPU, training computes as an AVX2 CPU by default (`core.ISA_PINS`; `$MER_NB_ISA=native` opts out): where this
+    process is not pinned, the folds train, and the predictions are read, in worker processes started pinned, so the
+    records are bit for bit the same on every x86-64 CPU; the instruction set enters the run key.
+    `only_folds`: names of the folds to run (default: all), e.g. a replay of the first two."""
     preset = get_preset(preset)
     for s in selections:
         if s not in SELECTIONS: raise MerError(f'unknown selection {s!r} (choose from {", ".join(SELECTIONS)})')
@@ -366,10 +375,16 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
             raise MerError(f'run_cv: sibling {s!r} does not train the same model as {method!r} (siblings are torch methods that differ only in post_train)')
     x = method_inputs(spec, ds, preset)
     folds = make_folds(ds.subjects, protocol, k)
+    if only_folds is not None:
+        unknown = sorted(set(only_folds) - {n for n, _, _ in folds})
+        if unknown: raise MerError(f'run_cv: no fold(s) {", ".join(unknown[:5])} in this {protocol} split')
+        folds = [f for f in folds if f[0] in set(only_folds)]
+    say_unpinned(device)
+    pin = needs_pinning(device)
     regimes = sorted({'inner' if s == 'inner-val' else 'full' for s in selections})
     paths, every = {}, []
     for regime in regimes:
-        rec = {m: record_paths(out, ds, preset, protocol, k, regime, model_kw, m, augment, seeds, folds) for m in family}
+        rec = {m: record_paths(out, ds, preset, protocol, k, regime, model_kw, m, augment, seeds, folds, device) for m in family}
         for seed in seeds:
             for name, tr, te in folds:
                 paths[regime, seed, name] = rec[method][seed, name]
@@ -387,14 +402,17 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
     groups = _groups(jobs, fb)
     bar = tqdm(total=len(jobs), desc=f'{method}{f" (+{len(family) - 1} sibling(s))" if len(family) > 1 else ""} {protocol} folds'
                + (f' ({fb} at a time)' if fb > 1 else ''), disable=not progress or not jobs)
-    if workers > 1 and len(groups) > 1 and device == 'cpu':
-        with ProcessPoolExecutor(min(workers, len(groups)), mp_context=mp.get_context('spawn'), initializer=_init_worker,
-                                 initargs=(os.getpid(),)) as ex:
+    if device == 'cpu' and (pin or workers > 1 and len(groups) > 1):
+        with pinned_children(pin), ProcessPoolExecutor(max(1, min(workers, len(groups))), mp_context=mp.get_context('spawn'),
+                                                       initializer=_init_worker, initargs=(os.getpid(),)) as ex:
             for r in ex.map(_fit_group, groups): bar.update(len(r))
+            bar.close()
+            if world > 1: _wait_for(paths, rank, world, timeout=timeout)
+            if pin: return ex.submit(collect_predictions, ds, paths, folds, selections, method, protocol).result()   # its softmax too
     else:
         for g in groups: bar.update(len(_fit_group(g)))
-    bar.close()
-    if world > 1: _wait_for(paths, rank, world, timeout=timeout)
+        bar.close()
+        if world > 1: _wait_for(paths, rank, world, timeout=timeout)
     return collect_predictions(ds, paths, folds, selections, method, protocol)
 
 def collect_predictions(ds, paths, folds, selections, method, protocol) -> pd.DataFrame:

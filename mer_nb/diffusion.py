@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .core import MerError, atomic_write, cache_dir, default_device, plain_name, seed_everything
+from .core import MerError, atomic_write, cache_dir, default_device, isa_label, plain_name, seed_everything
 from .recipe import get_preset
 
 # %% auto #0
@@ -314,7 +314,8 @@ class DiffusionAugment:
         counts = np.bincount(y, minlength=N_CLASSES)
         need = np.maximum(0, np.rint(self.ratio * counts.max()).astype(int) - counts)
         root = Path(self.cache) if self.cache else cache_dir('diffusion')
-        key = _hash(repr(self.config), int(seed), fit_subs, _hash(np.ascontiguousarray(x[mask]).tobytes(), y[mask].tobytes()))
+        key = _hash(repr(self.config), int(seed), fit_subs, _hash(np.ascontiguousarray(x[mask]).tobytes(), y[mask].tobytes()),
+                    *([isa_label()] if str(self.device or default_device()).startswith('cpu') else []))   # fits of two instruction sets never mix
         kdir = root/key
         with _locked(root/f'.{key}.lock'):
             gen = self._generator(kdir, x[mask], y[mask], fit_subs, seed, group)

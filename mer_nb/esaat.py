@@ -268,10 +268,10 @@ register_method('ESAAT-none', Method(HTNet, model_input, 'torch', True, f'contro
 
 # %% ../nbs/15_esaat.ipynb #882cdeea
 def esaat_records(ds, preset, runs, protocol: str = 'loso', k: int = 5, seeds=(0,), model_kw: dict | None = None,
-                  method: str = 'ESAAT', regime: str = 'full') -> list[dict]:
+                  method: str = 'ESAAT', regime: str = 'full', device: str | None = None) -> list[dict]:
     "One dict per (seed, fold) of a finished ESAAT `run_cv` under `runs`: removed set, per-step scores, counts."
     out = []
-    for (seed, name), p in record_paths(runs, ds, preset, protocol, k, regime, model_kw, method, seeds=seeds).items():
+    for (seed, name), p in record_paths(runs, ds, preset, protocol, k, regime, model_kw, method, seeds=seeds, device=device).items():
         if not p.exists(): raise MerError(f'{p}: ESAAT fold record missing (run run_cv first)')
         with np.load(p) as r:
             keys = [tuple(map(int, t)) for t in r['post_layer_keys']]

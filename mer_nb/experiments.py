@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import MerError, atomic_write
+from .core import MerError, atomic_write, default_device, training_isa
 from .data import MERDataset
 from .sources import find_dataset, open_dataset
 from .metrics import compare_arms, score_predictions, uar, uf1
@@ -113,7 +113,7 @@ class Experiment:
                        workers=self.workers if workers is None else workers, device=self.device, progress=self.progress, augment=augment,
                        siblings=siblings)
         for regime in sorted({'inner' if s == 'inner-val' else 'full' for s in sels}):
-            for p in record_paths(self.runs, ds, self.preset, protocol, k, regime, model_kw, method, augment, self.seeds).values():
+            for p in record_paths(self.runs, ds, self.preset, protocol, k, regime, model_kw, method, augment, self.seeds, device=self.device).values():
                 if p not in self._records:
                     with np.load(p) as r: self._records[p] = float(r['seconds']) if 'seconds' in r.files else float('nan')
         atomic_write(self.out/'compute.json', json.dumps(self.compute(), indent=1) + '\n')
@@ -124,10 +124,11 @@ class Experiment:
         batched group's time shared out; a diffusion model's fit is not in them): `training_core_seconds` and `fold_records`.
         Records trained earlier and reused count too: it is what the table cost, not what this call ran. `training_code`:
         the hash in the run keys of this process's records (`cv.training_code`, read once per process), which is what
-        `run.json` records, even if the code on disk changes while the run goes on."""
+        `run.json` records, even if the code on disk changes while the run goes on; `training_isa`: the instruction set
+        its CPU folds computed with (`core.training_isa`; None on a GPU)."""
         s = np.array(list(self._records.values()), float)
         return {'training_core_seconds': round(float(np.nansum(s)), 1), 'fold_records': len(s), 'records_without_time': int(np.isnan(s).sum()),
-                'training_code': training_code()}
+                'training_code': training_code(), 'training_isa': training_isa(self.device or default_device())}
 
     def score(self, preds: pd.DataFrame, by, overall: str = 'composite') -> pd.DataFrame:
         """Long scores of `preds` grouped `by`: mean ± sd over seeds, and the 95% interval of a cluster bootstrap that
@@ -491,7 +492,7 @@ def table5(exp: Experiment, config: str = 'preset', method: str = 'ESAAT', laten
     base = exp.run('HTNet', kw, siblings=[method, *(m for m, _ in controls)]).assign(method='HTNet+LAPE')
     es = exp.run(method, kw).assign(method='HTNet+LAPE+ESAAT')
     preds = pd.concat([base, es] + [exp.run(m, kw).assign(method=name) for m, name in controls], ignore_index=True)
-    recs = esaat_records(ds, p, exp.runs, exp.protocol, exp.k, exp.seeds, kw, method)
+    recs = esaat_records(ds, p, exp.runs, exp.protocol, exp.k, exp.seeds, kw, method, device=exp.device)
     sets = Counter(tuple(sorted(r['removed'])) for r in recs)
     modal = list(sets.most_common(1)[0][0])
     keys = recs[0]['keys']

@@ -32,6 +32,9 @@ def _check(adir, datasets, methods=TABLE1_METHODS + (PAPER_METHOD,)):
     run = json.loads((adir / 'run.json').read_text())
     assert run['preset']['name'] == 'smoke' and run['seeds'] == [0] and run['wall_seconds']['table1'] > 0
     assert run['versions']['torch'] and run['device'] in ('cpu', 'cuda')
+    from mer_nb.core import can_pin
+    if run['device'] == 'cpu' and can_pin():   # the instruction set: pinned to AVX2 by default, recorded for the process and its folds
+        assert run['cpu']['isa'] == 'avx2' and run['cpu']['setting'] == 'avx2' and run['training_isa'] == 'avx2', run['cpu']
     md = (adir / 'table1.md').read_text()
     assert 'leave-one-subject-out' in md and 'LEAKY' in md and 'single fit (last = best-on-test)' in md
     assert 'registered as `LBP-TOP`' in md and 'faces+flows' in md and 'LBP (apex face + flow planes)' in md  # what our LBP computes
