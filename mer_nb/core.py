@@ -11,6 +11,7 @@ import os
 import platform
 import random
 import re
+import stat
 import subprocess
 import sys
 import tempfile
@@ -22,10 +23,11 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['CLASSES', 'PLAIN_NAME', 'MAX_NAME', 'ISA_PINS', 'ISAS', 'MerError', 'MerWarning', 'name_problem', 'plain_name',
-           'inside', 'check_inside', 'seed_everything', 'atomic_write', 'write_json', 'isa_setting', 'cpu_flags',
-           'can_pin', 'isa_label', 'isa_info', 'needs_pinning', 'training_isa', 'pinned_children', 'say_unpinned',
-           'git_revision', 'default_device', 'cache_dir', 'environment_info']
+__all__ = ['CLASSES', 'PLAIN_NAME', 'MAX_NAME', 'ISA_PINS', 'ISAS', 'MerError', 'MerWarning', 'one_line_warning', 'name_problem',
+           'plain_name', 'inside', 'check_inside', 'seed_everything', 'atomic_write', 'write_json', 'isa_setting',
+           'cpu_flags', 'can_pin', 'isa_label', 'isa_info', 'needs_pinning', 'training_isa', 'pinned_children',
+           'say_unpinned', 'git_revision', 'default_device', 'cache_dir', 'unsafe_dir', 'cache_problem',
+           'environment_info']
 
 # %% ../nbs/00_core.ipynb #230ca821
 CLASSES = ('negative', 'positive', 'surprise')
@@ -41,6 +43,10 @@ class MerWarning(UserWarning):
     "Something the user should know about their data or files (one line), though the run goes on."
     def __init__(self, msg: str = ''):
         super().__init__(' '.join(str(msg).split()))
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None):
+    "A warning as one line `mer-nb: warning: ...` (for `warnings.showwarning`): the command line and the notebook kernels print them so."
+    print(f'mer-nb: warning: {" ".join(str(message).split())}', file=file or sys.stderr, flush=True)
 
 # %% ../nbs/00_core.ipynb #158227b0
 PLAIN_NAME = re.compile(r'[A-Za-z0-9._-]+')
@@ -205,6 +211,31 @@ def default_device() -> str:
 def cache_dir(name: str) -> Path:
     "Where mer_nb keeps its cache `name` (clips, diffusion, kernels): $MER_NB_CACHE/name, else ~/.cache/mer_nb/name."
     return Path(os.environ.get('MER_NB_CACHE') or Path.home()/'.cache'/'mer_nb').expanduser()/name
+
+def unsafe_dir(d) -> str | None:
+    """Why the folder `d` may not hold what this process reads back and trusts (the compiled kernel it loads, the clips
+    and fitted generators it reuses), or None. It must be a real folder (not a link) that the current user owns and
+    group and others cannot write; each folder above it must belong to this user or root and be writable by nobody
+    else, unless its sticky bit stops others from renaming what is not theirs (/tmp). The one trust rule of every cache."""
+    d, uid = Path(d).absolute(), os.getuid()
+    try: st = os.lstat(d)
+    except OSError as e: return f'{d}: {e.strerror}'
+    if not stat.S_ISDIR(st.st_mode): return f'{d} is not a folder' + (' (a symbolic link)' if stat.S_ISLNK(st.st_mode) else '')
+    if st.st_uid != uid: return f'{d} is owned by uid {st.st_uid}, not by this user (uid {uid})'
+    if st.st_mode & 0o022: return f'{d} can be written by others ({stat.filemode(st.st_mode)})'
+    for p in d.parents:
+        try: st = os.stat(p)
+        except OSError as e: return f'{p}: {e.strerror}'
+        if st.st_uid not in (0, uid): return f'{p} (above {d.name}) is owned by uid {st.st_uid}'
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX: return f'{p} (above {d.name}) can be written by others ({stat.filemode(st.st_mode)})'
+    return None
+
+def cache_problem(d, what: str = 'cache') -> str | None:
+    """Why the cache folder `d` may not be trusted (`unsafe_dir`), or None; created (mode 0700) where missing. A folder
+    that cannot be created is a one-line `MerError` naming it (`what`: the cache's name in it)."""
+    try: Path(d).mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e: raise MerError(f'{what}: cannot create {d} ({e.strerror or e}); set MER_NB_CACHE to a folder you can write') from None
+    return unsafe_dir(d)
 
 def environment_info() -> dict:
     "Python, platform, package versions, torch threads, the device and the CPU's instruction set (`isa_info`), for `run.json`."

@@ -52,6 +52,8 @@ def make_folds(subjects, protocol: str = 'loso', k: int = 5, seed: int = 0) -> l
     for s in np.unique(subjects):
         if (p := name_problem(s, 'subject')): raise MerError(f'make_folds: {p} (it would name a fold and its record file)')
     idx = np.arange(len(subjects))
+    if protocol in ('loso', 'kfold') and len(set(subjects)) < 2:
+        raise MerError(f'{protocol}: the data has {len(set(subjects))} subject(s); subject-wise folds need at least 2')
     if protocol == 'loso':
         splits = LeaveOneGroupOut().split(idx, groups=subjects)
         folds = [(f'sub-{subjects[te][0]}', tr, te) for tr, te in splits]
@@ -190,6 +192,22 @@ def _post_train(job: dict, spec, model, xt, yt, evals, rec: dict, logs, losses):
     rec.update({f'post_{k}': np.asarray(v) for k, v in extra.items()})
     return logs, losses
 
+def _method_name(spec) -> str:
+    "The name `spec` is registered under."
+    return next((n for n, m in METHODS.items() if m is spec), getattr(spec, 'reference', '') or 'method')
+
+def _check_finite(job: dict, spec, logs: dict, losses) -> None:
+    """Refuse a fold whose training diverged: a non-finite loss or logit is a one-line MerError naming the method, seed,
+    fold and first such epoch, raised before its record is written, so nothing is published from it (the arg max of NaN
+    would be class 0, and a table of it would look normal)."""
+    bad = [int(e) for e in np.nonzero(~np.isfinite(np.asarray(losses, np.float64)))[0]]
+    for v in logs.values():
+        v = np.asarray(v)
+        if v.size: bad += [int(e) for e in np.nonzero(~np.isfinite(v.reshape(len(v), -1)).all(-1))[0]]
+    if bad:
+        raise MerError(f"{_method_name(spec)}, seed {job['seed']}, fold {job['fold']}: the loss or the logits are not finite from epoch "
+                       f"{min(bad) + 1} of {len(losses)}: training diverged (a smaller lr?); no record was written")
+
 def _write_outputs(job: dict, model, xt, yt, evals, rec: dict, logs, losses, seconds: float) -> list:
     """The records one trained fold gives: for each (method, path) of `job['outputs']` (the run's siblings, then the
     run's method, those whose records are missing), that method's `post_train` step on the trained model -- on a copy
@@ -197,10 +215,12 @@ def _write_outputs(job: dict, model, xt, yt, evals, rec: dict, logs, losses, sec
     counted in the last record, each record adds its own step's time. The run's own record is written last, so that
     when it exists (what `torchrun` ranks wait for) its siblings' records do too."""
     outs, done = job['outputs'], []
+    _check_finite(job, job['method'], logs, losses)
     for i, (spec, path) in enumerate(outs):
         t1 = time.time()
         r = dict(rec)
         lg, ls = _post_train(job, spec, model if i == len(outs) - 1 else copy.deepcopy(model), xt, yt, evals, r, logs, losses)
+        if spec.post_train is not None: _check_finite(job, spec, lg, ls)
         done.append(_write_job(job, path, r, lg, ls, (seconds if i == len(outs) - 1 else 0.0) + time.time() - t1))
     return done
 
@@ -405,7 +425,11 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
     if device == 'cpu' and (pin or workers > 1 and len(groups) > 1):
         with pinned_children(pin), ProcessPoolExecutor(max(1, min(workers, len(groups))), mp_context=mp.get_context('spawn'),
                                                        initializer=_init_worker, initargs=(os.getpid(),)) as ex:
-            for r in ex.map(_fit_group, groups): bar.update(len(r))
+            try:
+                for r in ex.map(_fit_group, groups): bar.update(len(r))
+            except BaseException:          # a diverged fold (or a signal): drop the queued folds instead of training them first
+                ex.shutdown(wait=False, cancel_futures=True)
+                raise
             bar.close()
             if world > 1: _wait_for(paths, rank, world, timeout=timeout)
             if pin: return ex.submit(collect_predictions, ds, paths, folds, selections, method, protocol).result()   # its softmax too

@@ -5,6 +5,7 @@
 # %% ../nbs/01_data.ipynb #41cdaf89
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -12,13 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from PIL import Image, UnidentifiedImageError
 
 from .core import CLASSES, MerError, inside, name_problem
 
 # %% auto #0
-__all__ = ['LANDMARKS', 'COMPOSITE_COLUMNS', 'LABEL_VALUES', 'CANONICAL_LANDMARKS_28', 'MERDataset', 'read_label_csv',
-           'read_checked_image', 'read_flow_png', 'composite_row', 'load_composite', 'find_composite',
-           'canonical_landmarks', 'region_mosaic', 'model_input']
+__all__ = ['LANDMARKS', 'COMPOSITE_COLUMNS', 'LABEL_VALUES', 'MAX_IMAGE_PIXELS', 'CANONICAL_LANDMARKS_28', 'MERDataset',
+           'read_label_csv', 'image_header_problem', 'read_checked_image', 'read_flow_png', 'composite_row',
+           'load_composite', 'find_composite', 'canonical_landmarks', 'region_mosaic', 'model_input']
 
 # %% ../nbs/01_data.ipynb #6dd27f54
 LANDMARKS = ('left_eye', 'right_eye', 'nose', 'left_mouth', 'right_mouth')
@@ -92,11 +94,43 @@ def read_label_csv(csv) -> pd.DataFrame:
         except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
             raise MerError(f'{csv}: cannot parse: {e}') from None
 
+MAX_IMAGE_PIXELS = 2 ** 26   # 67 Mpx (8192 x 8192): far above any face or frame, far below what decoding would exhaust memory with
+_END_MARKERS = {'JPEG': b'\xff\xd9', 'PNG': b'IEND\xaeB`\x82'}   # the last bytes of a whole JPEG (EOI) and PNG (IEND chunk)
+
+def image_header_problem(path, size: int | None = None, noun: str = '') -> str | None:
+    """Why the image file `path` must not be decoded, from its header and its last bytes, or None: a format Pillow does
+    not recognise, more than `MAX_IMAGE_PIXELS` pixels, not `size`x`size` (when given), a JPEG or PNG cut short. Pillow
+    reads the header only; the pixels are decoded (by Pillow, to its end) only when a JPEG or PNG lacks its end marker:
+    a complete file with bytes after the marker passes, a truncated one (which OpenCV would fill with grey) does not."""
+    path, what = Path(path), noun or 'image'
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)   # our own, lower, limit applies below
+            with Image.open(path) as im: (w, h), fmt = im.size, im.format
+    except Image.DecompressionBombError as e:
+        n = re.search(r'\((\d+) pixels\)', str(e))
+        return f'{path} declares {n.group(1) if n else "too many"} pixels (at most {MAX_IMAGE_PIXELS}): refused before decoding'
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        return f'unreadable {what} {path}' + (' (not an image file)' if isinstance(e, UnidentifiedImageError) else f' ({type(e).__name__})')
+    if w * h > MAX_IMAGE_PIXELS: return f'{path} declares {w}x{h} pixels (at most {MAX_IMAGE_PIXELS}): refused before decoding'
+    if size is not None and (w, h) != (size, size): return f'{path.name} is {w}x{h}, expected {size}x{size}'
+    end = _END_MARKERS.get(fmt)
+    if end is None: return None
+    with open(path, 'rb') as f:
+        f.seek(max(0, path.stat().st_size - len(end))); tail = f.read()
+    if tail == end: return None
+    try:
+        with Image.open(path) as im: im.load()        # no end marker: only a decode to the end tells a cut file
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        return f'truncated {what} {path} ({" ".join(str(e).split()) or type(e).__name__})'
+    return None
+
 def read_checked_image(path, root=None, size: int | None = None, channels: int | None = None, gray: bool = False,
                        noun: str = '') -> tuple[np.ndarray | None, str | None]:
     """(image, None), or (None, the problem in one line): the one set of rules for an image named by a label file,
     applied by the loaders and by `check_data` alike. The file must lie inside `root` (after resolving `..` and
-    symlinks), exist, decode as 8-bit, be `size`x`size` and have `channels` channels (when given).
+    symlinks), exist, pass `image_header_problem` (a known format, not too many pixels, `size`x`size`, not cut short:
+    checked before decoding), decode as 8-bit and have `channels` channels (when given).
     `gray`: decode as one grey channel (faces, frames); otherwise as stored (BGR for colour). `noun` names the file
     in the problem ('frame': "missing frame ...")."""
     path = Path(path)
@@ -104,6 +138,7 @@ def read_checked_image(path, root=None, size: int | None = None, channels: int |
     except (OSError, RuntimeError) as e: return None, f'cannot resolve {path} ({type(e).__name__}: a symlink loop?)'
     if root is not None and not inside(path, root): return None, f'{path} lies outside the data root {root}'
     if not path.is_file(): return None, f'missing {noun or "file"} {path}'
+    if (p := image_header_problem(path, size, noun)): return None, p
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_UNCHANGED)
     if img is None: return None, f'unreadable {noun or "image"} {path}'
     if img.dtype != np.uint8: return None, f'{path.name} has {img.dtype} samples, expected 8-bit'

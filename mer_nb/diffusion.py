@@ -12,6 +12,7 @@ import io
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .core import MerError, atomic_write, cache_dir, default_device, isa_label, plain_name, seed_everything
+from .core import (MerError, MerWarning, atomic_write, cache_dir, cache_problem, default_device, isa_label, plain_name,
+                         seed_everything)
 from .recipe import get_preset
 
 # %% auto #0
@@ -314,6 +316,9 @@ class DiffusionAugment:
         counts = np.bincount(y, minlength=N_CLASSES)
         need = np.maximum(0, np.rint(self.ratio * counts.max()).astype(int) - counts)
         root = Path(self.cache) if self.cache else cache_dir('diffusion')
+        if (bad := cache_problem(root, 'diffusion cache')):         # the rule of every mer_nb cache: what others could plant is never read back
+            raise MerError(f'diffusion cache: refusing {root}: {bad}; fitted generators and samples are read back from it, so it must be '
+                           'a folder only you can write (set MER_NB_CACHE, or the cache argument, to one)')
         key = _hash(repr(self.config), int(seed), fit_subs, _hash(np.ascontiguousarray(x[mask]).tobytes(), y[mask].tobytes()),
                     *([isa_label()] if str(self.device or default_device()).startswith('cpu') else []))   # fits of two instruction sets never mix
         kdir = root/key
@@ -330,10 +335,13 @@ class DiffusionAugment:
 
     def _generator(self, kdir: Path, x, y, fit_subs, seed, group) -> DDPM:
         if (kdir/'model.pt').is_file():
-            unet = make_unet(self.config, x.shape[-1], x.shape[1])
-            unet.load_state_dict(torch.load(kdir/'model.pt', map_location='cpu', weights_only=True))
-            meta = json.loads((kdir/'meta.json').read_text())
-            return DDPM(unet.to(self.device or default_device()).eval(), self.config, np.asarray(meta['losses'], np.float32), meta['seconds'])
+            try:
+                unet = make_unet(self.config, x.shape[-1], x.shape[1])
+                unet.load_state_dict(torch.load(kdir/'model.pt', map_location='cpu', weights_only=True))
+                meta = json.loads((kdir/'meta.json').read_text())
+                return DDPM(unet.to(self.device or default_device()).eval(), self.config, np.asarray(meta['losses'], np.float32), meta['seconds'])
+            except Exception as e:               # damaged, or not this config's generator: fitted again, never trusted
+                warnings.warn(MerWarning(f"diffusion cache: {kdir/'model.pt'} is not this config's generator ({type(e).__name__}); fitting it again"))
         gen = fit_ddpm(x, y, self.config, seed=seed, device=self.device, progress=self.progress)
         buf = io.BytesIO(); torch.save({k: v.cpu() for k, v in gen.unet.state_dict().items()}, buf)
         atomic_write(kdir/'model.pt', buf.getvalue(), root=kdir)
@@ -347,10 +355,14 @@ class DiffusionAugment:
         parts = []
         for j in range(math.ceil(n / CHUNK)):
             p = kdir/f'class{c}_chunk{j}.npy'
-            if not p.is_file():
+            try: xs = np.load(p) if p.is_file() else None
+            except (OSError, ValueError, EOFError): xs = None
+            if xs is not None and not (xs.dtype == np.float32 and xs.shape == (CHUNK, *shape) and np.isfinite(xs).all()
+                                       and xs.min() >= 0 and xs.max() <= 1): xs = None   # not a chunk of these samples: drawn again
+            if xs is None:
                 xs = gen.sample(np.full(CHUNK, c), seed=int(_hash(int(seed), c, j), 16) % 2 ** 31, device=self.device)
                 buf = io.BytesIO(); np.save(buf, xs); atomic_write(p, buf.getvalue(), root=kdir)
-            parts.append(np.load(p))
+            parts.append(xs)
         return np.concatenate(parts)[:n] if parts else np.zeros((0, *shape), np.float32)
 
 # %% ../nbs/16_diffusion.ipynb #f02b628c

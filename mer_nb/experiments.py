@@ -16,12 +16,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import MerError, atomic_write, default_device, training_isa
+import sys
+import warnings
+
+import mer_nb
+from .core import (MerError, MerWarning, atomic_write, default_device, environment_info, git_revision, one_line_warning, training_isa,
+                         write_json)
 from .data import MERDataset
 from .sources import find_dataset, open_dataset
 from .metrics import compare_arms, score_predictions, uar, uf1
 from .htnet import HTNet, PAPER_CONFIG, count_flops, count_params, tokens_per_block
-from .recipe import RECIPES, Preset, get_method, get_preset, method_inputs
+from .recipe import RECIPES, Preset, as_list, get_method, get_preset, method_inputs, parse_seeds
 from .train import SELECTIONS
 from .cv import record_paths, run_cv, training_code
 from .baselines import BASELINES, REFERENCES, USES_FACES, describe_input   # importing registers the baselines
@@ -33,10 +38,21 @@ from .report import (COMPARISONS_NOTE, DATASET_NAMES, Result, bar_chart, compari
 # %% auto #0
 __all__ = ['PAPER_PROTOCOL', 'REPORTED', 'NOT_REPORTED', 'NOT_REPORTED_RUN', 'PAPER_METHOD', 'TABLE1_METHODS', 'ROW_NAMES',
            'TABLE1_ORDER', 'SINGLE_FIT', 'SCORE_COLS', 'POS_NAMES', 'ATTENDING', 'FIG1_INPUTS', 'AUG_VARIANTS',
-           'AUG_METHODS', 'AUG_COLS', 'runs_dir', 'Experiment', 'reported_rows', 'not_reported_rows',
+           'AUG_METHODS', 'AUG_COLS', 'one_line_errors', 'runs_dir', 'Experiment', 'reported_rows', 'not_reported_rows',
            'paper_method_run', 'table1', 'seed_agreement', 'noise_floor', 'model_configs', 'model_config',
            'config_label', 'model_cost', 'table4', 'cpu_latency_ms', 'table5', 'fig1', 'augmentation_runs', 'table3',
            'table2_data_line', 'table2']
+
+# %% ../nbs/18_experiments.ipynb #fae5b813
+def one_line_errors() -> bool:
+    """In a Jupyter kernel (papermill's): a `MerError` is shown as its one line (`MerError: ...`), as `mer-nb` shows it,
+    not as a traceback; other exceptions keep theirs. False (nothing done) outside a kernel."""
+    try: from IPython import get_ipython
+    except ImportError: return False
+    ip = get_ipython()
+    if ip is None or type(ip).__name__ != 'ZMQInteractiveShell': return False
+    ip.set_custom_exc((MerError,), lambda shell, etype, value, tb, tb_offset=None: shell.showtraceback((etype, value, tb), exception_only=True))
+    return True
 
 # %% ../nbs/18_experiments.ipynb #fc800cb7
 def runs_dir(out, runs=None) -> Path:
@@ -86,14 +102,17 @@ class Experiment:
                kinds=('synthetic', 'composite'), device: str | None = None, overrides: dict | None = None) -> Experiment:
         """An experiment from papermill parameters; `kinds`: the data sources the artefact accepts; `overrides`: preset
         fields to change (`get_preset(preset, **overrides)`, e.g. `{'epochs': 1}` or `{'recipe': 'published'}`)."""
+        warnings.showwarning = one_line_warning           # in a notebook kernel too: a warning is one line, and so is an error
+        one_line_errors()
         p = get_preset(preset, **(overrides or {}))
+        seeds, selections = parse_seeds(seeds, 'seeds'), as_list(selections, 'selections')
         kind, path = find_dataset(data)
         if kind not in kinds: open_dataset(data, kinds=kinds)       # raises the one-line error naming what is accepted
         bad = [s for s in selections if s not in SELECTIONS]
         if bad: raise MerError(f'unknown selection {bad[0]!r} (choose from {", ".join(SELECTIONS)})')
         if protocol not in ('loso', 'kfold'): raise MerError(f"unknown protocol {protocol!r} (choose 'loso' or 'kfold')")
         out = Path(out); out.mkdir(parents=True, exist_ok=True)
-        return cls(p, path, kind, out, runs_dir(out, runs), tuple(int(s) for s in seeds), tuple(selections), protocol, int(k), workers,
+        return cls(p, path, kind, out, runs_dir(out, runs), tuple(seeds), tuple(selections), protocol, int(k), workers,
                    progress, None if frames is None else Path(frames), flow_method, device or None)
 
     def dataset(self, faces: bool = False) -> MERDataset:
@@ -118,6 +137,15 @@ class Experiment:
                     with np.load(p) as r: self._records[p] = float(r['seconds']) if 'seconds' in r.files else float('nan')
         atomic_write(self.out/'compute.json', json.dumps(self.compute(), indent=1) + '\n')
         return preds
+
+    def write_run(self, artefact: str, parameters: dict) -> Path:
+        """Write `<out>/run.json` for a run of the artefact's notebook: its `parameters`, the preset, seeds, the training
+        (`compute`), the code's revision and hash, the environment (versions, device, instruction set). Every run writes it,
+        papermill's own included; `mer-nb reproduce` then adds its command, notebook and wall time."""
+        return write_json(self.out/'run.json', {**self.compute(), 'artefact': artefact, 'parameters': parameters, 'preset': asdict(self.preset),
+                                                'seeds': list(self.seeds), 'git_revision': git_revision(Path(mer_nb.__file__).parent),
+                                                **environment_info(), **({'device': self.device} if self.device else {}),
+                                                'command': 'papermill ' + ' '.join(f'-p {k} {json.dumps(v)}' for k, v in parameters.items())})
 
     def compute(self) -> dict:
         """The training this experiment's runs took, from their fold records (each record's `seconds`: one thread per fold, a
@@ -240,6 +268,7 @@ def table1(exp: Experiment, methods=None, baseline_seeds: int | None = 3) -> Res
     table1.csv/.md, table1_predictions.csv, table1_confusion.png, table1_uf1.png. `baseline_seeds`: the trained baselines
     (torch) run on the experiment's first `baseline_seeds` seeds only (None: all), for cost; their comparisons with HTNet
     pair HTNet's runs of those seeds."""
+    methods = as_list(methods, 'methods')
     methods = list(TABLE1_METHODS + ((PAPER_METHOD,) if exp.preset.recipe == 'ours' else ()) if methods is None else methods)
     specs = {m: get_method(m) for m in methods if m != PAPER_METHOD}   # unknown names fail here, before any training
     p, out = exp.preset, exp.out
@@ -321,7 +350,7 @@ def noise_floor(exp: Experiment, seeds_b=None, method: str = 'HTNet', model_kw: 
     comparisons.csv, noise.png."""
     import matplotlib.pyplot as plt
     a = tuple(exp.seeds)
-    b = tuple(range(max(a) + 1, max(a) + 1 + len(a))) if seeds_b is None else tuple(int(s) for s in seeds_b)
+    b = tuple(range(max(a) + 1, max(a) + 1 + len(a))) if seeds_b is None else tuple(parse_seeds(seeds_b, 'seeds_b'))
     if set(a) & set(b): raise MerError(f'noise_floor: the seed sets overlap ({sorted(set(a) & set(b))}); give disjoint seeds')
     if not b: raise MerError('noise_floor: the second seed set is empty')
     ds, out = exp.dataset(), exp.out
@@ -410,6 +439,7 @@ def table4(exp: Experiment, configs=('preset', 'attending'), attending: dict | N
     p, out = exp.preset, exp.out
     ds = exp.dataset()
     known = model_configs(p, attending)
+    configs, positions = as_list(configs, 'configs'), as_list(positions, 'positions')
     bad = [c for c in configs if c not in known]
     if bad: raise MerError(f"table4: unknown configuration(s) {bad} (choose from 'preset', 'attending')")
     configs = {c: known[c] for c in configs}
@@ -759,7 +789,7 @@ def _aug_result(exp: Experiment, name: str, title: str, ds: MERDataset, preds: p
 
 def table3(exp: Experiment, methods=AUG_METHODS, diffusion: dict | None = None) -> Result:
     "Table 3 (with vs without diffusion augmentation): table3.csv, table3.md, table3.png, table3_samples.png, table3_quality.csv."
-    methods = tuple(methods or AUG_METHODS)
+    methods = tuple(as_list(methods, 'methods') or AUG_METHODS)
     ds = exp.dataset()
     aug = DiffusionAugment.for_preset(exp.preset, cache=exp.runs/'diffusion', **_on_device(exp, diffusion))
     preds = augmentation_runs(exp, methods, aug)
@@ -785,7 +815,7 @@ def table2_data_line(ds: MERDataset, flow_method: str = 'tvl1') -> str:
 def table2(exp: Experiment, methods=AUG_METHODS, diffusion: dict | None = None) -> Result:
     "Table 2 (subject-grouped K-fold, with vs without diffusion augmentation, per fold and pooled): table2.csv/.md/.png, table2_folds.png."
     import matplotlib.pyplot as plt
-    methods = tuple(methods or AUG_METHODS)
+    methods = tuple(as_list(methods, 'methods') or AUG_METHODS)
     ds = exp.dataset()
     data_line, k = table2_data_line(ds, exp.flow_method), exp.k
     n_sub = len(set(ds.subjects))

@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import MerError, atomic_write, cache_dir, seed_everything
+from .core import MerError, atomic_write, cache_dir, seed_everything, unsafe_dir
 from .htnet import HTNet, Removed, Im2col3, blocks_last, patch_tokens, unblocks_last
 from .recipe import Preset, autocast, class_weights, build_model, get_method, shuffles
 
 # %% auto #0
-__all__ = ['CPU_FOLD_BATCH', 'can_batch', 'forward_folds', 'adam_source', 'unsafe_dir', 'kernel_dirs', 'fused_adam',
-           'OnePassAdam', 'fast_adam', 'train_folds', 'fold_bytes', 'free_bytes', 'auto_fold_batch']
+__all__ = ['CPU_FOLD_BATCH', 'can_batch', 'forward_folds', 'adam_source', 'kernel_dirs', 'fused_adam', 'OnePassAdam', 'fast_adam',
+           'train_folds', 'fold_bytes', 'free_bytes', 'auto_fold_batch']
 
 # %% ../nbs/12_foldpar.ipynb #ddecc41a
 def can_batch(model: nn.Module) -> str | None:
@@ -196,23 +196,6 @@ _FUSED = {}
 def adam_source() -> bytes:
     "The kernel's C source, shipped as package data: `mer_nb/kernels/fold_adam.c`."
     return (resources.files('mer_nb')/'kernels'/'fold_adam.c').read_bytes()
-
-def unsafe_dir(d) -> str | None:
-    """Why the folder `d` may not hold code this process loads, or None. It must be a real folder (not a link) that the
-    current user owns and group and others cannot write; each folder above it must belong to this user or root and
-    be writable by nobody else, unless its sticky bit stops others from renaming what is not theirs (/tmp)."""
-    d, uid = Path(d).absolute(), os.getuid()
-    try: st = os.lstat(d)
-    except OSError as e: return f'{d}: {e.strerror}'
-    if not stat.S_ISDIR(st.st_mode): return f'{d} is not a folder' + (' (a symbolic link)' if stat.S_ISLNK(st.st_mode) else '')
-    if st.st_uid != uid: return f'{d} is owned by uid {st.st_uid}, not by this user (uid {uid})'
-    if st.st_mode & 0o022: return f'{d} can be written by others ({stat.filemode(st.st_mode)})'
-    for p in d.parents:
-        try: st = os.stat(p)
-        except OSError as e: return f'{p}: {e.strerror}'
-        if st.st_uid not in (0, uid): return f'{p} (above {d.name}) is owned by uid {st.st_uid}'
-        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX: return f'{p} (above {d.name}) can be written by others ({stat.filemode(st.st_mode)})'
-    return None
 
 def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()

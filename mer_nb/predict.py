@@ -5,6 +5,7 @@
 # %% ../nbs/19_predict.ipynb #e8645a05
 from __future__ import annotations
 
+import inspect
 import io
 import re
 import sys
@@ -17,15 +18,15 @@ import torch
 from .clips import ClipSample, clip_sample
 from .core import CLASSES, MerError, atomic_write, default_device
 from .data import MERDataset, model_input, region_mosaic
-from .flow import compute_flow
+from .flow import FLOW_METHODS, compute_flow
 from .htnet import HTNet
 from .recipe import Preset, get_preset
 from .train import train_fold
 
 # %% auto #0
-__all__ = ['REGIONS', 'SALIENCY_METHODS', 'NO_MOTION_PX', 'default_pipeline', 'train_model', 'save_weights', 'load_model',
-           'region_saliency', 'clip_motion', 'Prediction', 'predict_clip', 'save_saliency_image', 'load_training_data',
-           'train_command', 'predict_command']
+__all__ = ['PIPELINE_FIELDS', 'REGIONS', 'SALIENCY_METHODS', 'NO_MOTION_PX', 'default_pipeline', 'train_model', 'save_weights',
+           'pipeline_problem', 'load_model', 'region_saliency', 'clip_motion', 'Prediction', 'predict_clip',
+           'save_saliency_image', 'load_training_data', 'train_command', 'predict_command']
 
 # %% ../nbs/19_predict.ipynb #1be2d2b4
 def default_pipeline(ds: MERDataset) -> dict:
@@ -64,10 +65,59 @@ def _refused(e: Exception) -> str:
     g = re.search(r'Unsupported global: GLOBAL (\S+)', str(e))
     return f'it holds pickled code ({g.group(1)}), which is never run' if g else type(e).__name__
 
+PIPELINE_FIELDS = ('method', 'crop', 'size', 'row_is_x')    # what `predict_clip` reads from a config's pipeline
+_INT_FIELDS = ('image_size', 'patch_size', 'dim', 'heads', 'num_hierarchies', 'num_classes', 'mlp_mult', 'channels', 'agent_num')
+
+def pipeline_problem(p, image_size: int = 28) -> str | None:
+    """Why `p` is not a frame pipeline `predict_clip` can run for a model of `image_size` inputs, in one line, or None:
+    only `PIPELINE_FIELDS`, a known flow method, true/false switches, and the flow image the size the model takes."""
+    if not isinstance(p, dict): return f'pipeline is a {type(p).__name__}, not a mapping'
+    bad = sorted(set(map(str, p)) - set(PIPELINE_FIELDS))
+    if bad: return f'pipeline: unknown field(s) {", ".join(bad)} (known: {", ".join(PIPELINE_FIELDS)})'
+    if 'method' in p and p['method'] not in FLOW_METHODS:
+        return f"pipeline: unknown flow method {p['method']!r} (expected one of {', '.join(FLOW_METHODS)})"
+    for k in ('crop', 'row_is_x'):
+        if k in p and not isinstance(p[k], bool): return f'pipeline: {k} {p[k]!r} is not true or false'
+    size = p.get('size', 28)
+    if type(size) is not int or size != image_size: return f"pipeline: size {size!r} is not the model's image_size {image_size}"
+    return None
+
+def _model_kwargs(path, spec: dict, state_dict) -> dict:
+    """HTNet's keyword arguments from a weights file's `config['model']`, checked against the file's tensors before any
+    model is built: known fields, whole numbers in range, then an HTNet built on the `meta` device (shapes, no memory)
+    whose every tensor name and shape must be the file's. A config asking for more than its weights hold (`dim` 2048
+    beside dim-16 tensors) is one line naming the file, not gigabytes allocated first."""
+    kw = {str(k): tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
+    bad = sorted(set(kw) - (set(inspect.signature(HTNet).parameters) - {'fast'}))
+    if bad: raise MerError(f'{path}: config model: unknown field(s) {", ".join(bad)}')
+    for k in _INT_FIELDS:
+        if k in kw and (type(kw[k]) is not int or not 1 <= kw[k] <= 65536): raise MerError(f'{path}: config model: {k} {kw[k]!r} is not a whole number from 1 to 65536')
+    if kw.get('num_classes', len(CLASSES)) != len(CLASSES): raise MerError(f"{path}: config model: num_classes {kw['num_classes']}, expected {len(CLASSES)} ({', '.join(CLASSES)})")
+    br, nh = kw.get('block_repeats', (2, 2, 10)), kw.get('num_hierarchies', 3)
+    if nh > 8 or not all(type(b) is int and 0 <= b <= 1024 for b in (br if isinstance(br, tuple) else (br,))):
+        raise MerError(f'{path}: config model: num_hierarchies {nh} / block_repeats {br!r} out of range')
+    if not isinstance(state_dict, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        raise MerError(f'{path}: its state_dict is not a mapping of names to tensors')
+    try:
+        with torch.device('meta'): want = {k: tuple(v.shape) for k, v in HTNet(**kw).state_dict().items()}
+    except Exception as e:
+        msg = ' '.join(str(e).split())
+        raise MerError(f"{path}: its config does not make an HTNet ({type(e).__name__}: {msg[:160] + '...' if len(msg) > 160 else msg})") from None
+    have = {k: tuple(v.shape) for k, v in state_dict.items()}
+    if set(want) != set(have):
+        miss, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+        raise MerError(f'{path}: its config and weights do not make an HTNet (' + '; '.join(
+            [f'{len(miss)} tensor(s) the config asks for are missing, e.g. {miss[0]}'] * bool(miss) +
+            [f'{len(extra)} tensor(s) the config has no place for, e.g. {extra[0]}'] * bool(extra)) + ')')
+    for k, s in want.items():
+        if have[k] != s: raise MerError(f'{path}: its config and weights do not make an HTNet (the config makes {k} {list(s)}, the weights hold {list(have[k])})')
+    return kw
+
 def load_model(path, device: str = 'cpu') -> tuple[torch.nn.Module, dict]:
     """The HTNet and config saved by `save_weights`. Read with `torch.load(weights_only=True)`, which unpickles plain
     data and tensors only, so a file carrying pickled code is refused before any of it runs; a config that does not
-    describe an HTNet matching the weights is a one-line MerError naming the file."""
+    describe an HTNet matching the weights (`_model_kwargs`: checked before any model is built) or a pipeline
+    `predict_clip` can run (`pipeline_problem`) is a one-line MerError naming the file."""
     path = Path(path)
     if not path.is_file(): raise MerError(f'{path}: no such weights file (train one with `mer-nb train --save {path.name}`)')
     try: ck = torch.load(path, map_location=device, weights_only=True)
@@ -78,8 +128,10 @@ def load_model(path, device: str = 'cpu') -> tuple[torch.nn.Module, dict]:
     if cfg.get('method') != 'HTNet': raise MerError(f"{path}: method {cfg.get('method')!r}; only HTNet weights can be loaded")
     if not isinstance(cfg.get('model'), dict) or not isinstance(cfg.get('pipeline', {}), dict):
         raise MerError(f"{path}: config has no 'model' settings (or its 'pipeline' is not a mapping)")
+    kw = _model_kwargs(path, cfg['model'], ck['state_dict'])
+    if (p := pipeline_problem(cfg.get('pipeline', {}), kw.get('image_size', 28))): raise MerError(f'{path}: config {p}')
     try:
-        model = HTNet(**{str(k): tuple(v) if isinstance(v, list) else v for k, v in cfg['model'].items()})
+        model = HTNet(**kw)
         model.load_state_dict(ck['state_dict'])
     except Exception as e:
         msg = ' '.join(str(e).split())
@@ -164,6 +216,7 @@ def predict_clip(onset, apex, weights, saliency: str = 'occlusion', pipeline: di
     "Class, probabilities and region saliency of an onset/apex pair (arrays or paths) under `weights` (path or (model, config))."
     model, cfg = load_model(weights, device) if isinstance(weights, (str, Path)) else weights
     p = {**cfg.get('pipeline', {}), **(pipeline or {})}
+    if (bad := pipeline_problem(p, getattr(model, 'image_size', 28))): raise MerError(f'predict_clip: {bad}')
     s = clip_sample(_frame(onset, 'onset'), _frame(apex, 'apex'), method=p.get('method', 'tvl1'), size=p.get('size', 28),
                     crop=p.get('crop', True))
     x = region_mosaic(s.flow[None], s.landmarks[None], row_is_x=bool(p.get('row_is_x', False)))[0]
@@ -209,7 +262,7 @@ def load_training_data(data=None, preset: str | Preset = 'smoke', frames=None, l
     from mer_nb.sources import find_dataset, open_dataset
     try: find_dataset(data)
     except MerError as e: raise MerError(f'--data {e}') from None
-    return open_dataset(data, get_preset(preset).synthetic, seed=seed, frames=frames, landmarks=landmarks)
+    return open_dataset(data, get_preset(preset).synthetic, seed=seed, frames=frames, landmarks=landmarks, folds=False)
 
 def train_command(data=None, preset: str = 'quick', save='htnet.pt', seed: int = 0, frames=None, landmarks: str | None = None,
                   device: str | None = None, precision: str | None = None) -> Path:

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -16,9 +18,9 @@ from .data import model_input
 from .htnet import HTNet, PAPER_CONFIG, count_flops
 
 # %% auto #0
-__all__ = ['PRESETS', 'PRECISIONS', 'RECIPES', 'METHODS', 'ASSUMED_FLOPS', 'ASSUMED', 'Preset', 'get_preset', 'Method',
-           'register_method', 'get_method', 'method_inputs', 'shuffles', 'build_model', 'class_weights', 'autocast',
-           'training_flops', 'gpu_estimate']
+__all__ = ['PRESETS', 'PRECISIONS', 'RECIPES', 'METHODS', 'ASSUMED_FLOPS', 'ASSUMED', 'Preset', 'get_preset', 'as_list',
+           'parse_seeds', 'Method', 'register_method', 'get_method', 'method_inputs', 'shuffles', 'build_model',
+           'class_weights', 'autocast', 'training_flops', 'gpu_estimate']
 
 # %% ../nbs/10_recipe.ipynb #13220ac4
 @dataclass(frozen=True)
@@ -67,7 +69,44 @@ def get_preset(preset: str | Preset, **overrides) -> Preset:
     p = replace(preset, **overrides)
     if p.recipe not in RECIPES: raise MerError(f'unknown recipe {p.recipe!r} (choose from {", ".join(RECIPES)})')
     if p.precision not in PRECISIONS: raise MerError(f'unknown precision {p.precision!r} (choose from {", ".join(PRECISIONS)})')
+    for f in ('epochs', 'batch_size', 'workers', 'n_boot'):
+        v = getattr(p, f)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1: raise MerError(f'preset {p.name!r}: {f}={v!r}: expected a whole number >= 1')
+    for f, lo in (('lr', 0.0), ('weight_decay', 0.0)):
+        v = getattr(p, f)
+        ok = not isinstance(v, bool) and isinstance(v, (int, float, np.floating)) and math.isfinite(v) and (v > lo if f == 'lr' else v >= lo)
+        if not ok: raise MerError(f"preset {p.name!r}: {f}={v!r}: expected a finite number {'> 0' if f == 'lr' else '>= 0'}")
+    if p.class_weight not in (None, 'balanced'): raise MerError(f"preset {p.name!r}: class_weight={p.class_weight!r}: expected null or 'balanced'")
     return p
+
+# %% ../nbs/10_recipe.ipynb #111e462f
+def as_list(value, option: str) -> list | None:
+    "A list from a list, one value, a JSON list ('[\"a\", \"b\"]') or comma-separated text ('a,b'); None stays None."
+    if value is None or isinstance(value, (list, tuple)): return None if value is None else list(value)
+    if isinstance(value, str):
+        t = value.strip()
+        if t.startswith('['):
+            try: v = json.loads(t)
+            except ValueError: raise MerError(f'{option} {value}: not a list (e.g. a,b or ["a", "b"])') from None
+            if not isinstance(v, list): raise MerError(f'{option} {value}: not a list (e.g. a,b or ["a", "b"])')
+            return v
+        return [s.strip() for s in t.split(',') if s.strip()]
+    return [value]
+
+def parse_seeds(seeds, option: str = '--seeds') -> list[int]:
+    "Seeds from '0,1,2', '[0, 1]', 0 or a list of integers: non-negative, below 2**32, no repeats; [0] when None."
+    if seeds is None: return [0]
+    items = as_list(seeds, option)
+    out = []
+    for s in items:
+        t = str(s).strip()
+        if isinstance(s, bool) or not (t.isascii() and t.isdigit()) or int(t) >= 2**32:
+            raise MerError(f'{option} {seeds if isinstance(seeds, str) else ",".join(map(str, items))}: {t!r} is not a seed '
+                           '(non-negative integers below 2**32, comma-separated: e.g. 0,1,2)')
+        out.append(int(t))
+    if not out: raise MerError(f'{option}: no seed given (e.g. 0 or 0,1,2)')
+    if len(set(out)) < len(out): raise MerError(f'{option} {",".join(map(str, out))}: a seed is repeated')
+    return out
 
 # %% ../nbs/10_recipe.ipynb #388066c4
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@
 # %% ../nbs/06_sources.ipynb #6ad24709
 from __future__ import annotations
 
+import codecs
 import re
+import warnings
 from pathlib import Path
 
 import cv2
@@ -14,15 +16,32 @@ import pandas as pd
 from tqdm import tqdm
 
 from .clips import FlowCache, clip_from_files
-from .core import MerError, inside, name_problem
+from .core import CLASSES, MerError, MerWarning, inside, name_problem
 from .data import COMPOSITE_COLUMNS, MERDataset, composite_row, read_checked_image, read_label_csv
 
 # %% auto #0
-__all__ = ['CASME3_COLUMNS', 'casme3_table', 'write_synthetic_casme3', 'load_casme3', 'check_composite', 'check_casme3',
-           'find_dataset', 'check_data', 'open_dataset']
+__all__ = ['CASME3_COLUMNS', 'casme3_csv_problem', 'casme3_table', 'write_synthetic_casme3', 'load_casme3', 'check_composite',
+           'split_problems', 'check_casme3', 'find_dataset', 'check_data', 'open_dataset']
 
 # %% ../nbs/06_sources.ipynb #2e96c91c
 CASME3_COLUMNS = ('Subject', 'Filename', 'Onset', 'Apex', 'Offset', 'label_for_3')
+
+def casme3_csv_problem(p) -> str | None:
+    """Why the file `p` is not a CAS(ME)^3 label CSV, in a few words, or None: binary (a NUL byte, or not UTF-8, in its
+    first 64 KB), not parseable as CSV, or without the label columns."""
+    try:
+        with open(p, 'rb') as f: head = f.read(65536)
+    except OSError as e: return f'cannot read it ({e.strerror})'
+    if b'\0' in head: return 'not a CSV (binary: it holds NUL bytes)'
+    try: codecs.getincrementaldecoder('utf-8')().decode(head, final=False)   # a character cut at 64 KB is no error
+    except UnicodeDecodeError: return 'not a CSV (binary: not UTF-8 text)'
+    try: cols = [str(c) for c in pd.read_csv(p, nrows=0, dtype=str).columns]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e: return f'cannot parse: {" ".join(str(e).split())}'
+    missing = [c for c in CASME3_COLUMNS if c not in cols]
+    if missing:
+        has = ', '.join(cols[:6]) + (', ...' if len(cols) > 6 else '')
+        return f'not a CAS(ME)^3 label CSV: missing column(s) {", ".join(missing)} (it has {has or "none"}; a CAS(ME)^3 label CSV has {", ".join(CASME3_COLUMNS)})'
+    return None
 
 def _rel_problem(rel: str, col: str) -> str | None:
     "Why the frame path `rel` from the CSV is not a relative path of plain names ('/' between them), or None."
@@ -33,9 +52,8 @@ def _rel_problem(rel: str, col: str) -> str | None:
 def casme3_table(csv, frame_root=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(valid rows, problems) of a CAS(ME)^3 label CSV; rows: line, id, subject, label, onset/apex paths; problems: line, id, problem."
     csv = Path(csv)
+    if csv.is_file() and (p := casme3_csv_problem(csv)): raise MerError(f'{csv}: {p}')
     df = read_label_csv(csv)
-    missing = [c for c in CASME3_COLUMNS if c not in df.columns]
-    if missing: raise MerError(f'{csv}: missing column(s) {", ".join(missing)} (a CAS(ME)^3 label CSV has {", ".join(CASME3_COLUMNS)})')
     root = None if frame_root is None else Path(frame_root)
     rows, problems, seen = [], [], {}
     for i, r in enumerate(df.to_dict('records')):
@@ -148,11 +166,37 @@ def check_composite(root) -> list[str]:
     except MerError as e: return [str(e)]
     missing = [c for c in COMPOSITE_COLUMNS if c not in df.columns]
     if missing: return [f'{csv}: missing column(s) {", ".join(missing)}']
-    out, seen = [], {}
+    out, seen, good = [], {}, []
     if not len(df): out.append(f'{csv}: no rows')
     for i, r in enumerate(df.to_dict('records')):
-        out += [f'{csv}: row {i + 2}: {p}' for p in composite_row(root, r, seen, i + 2, faces=True)[2]]
+        probs = composite_row(root, r, seen, i + 2, faces=True)[2]
+        out += [f'{csv}: row {i + 2}: {p}' for p in probs]
+        if not probs: good.append((r['sub'], int(r['label'])))
+    return out + _split_lines(good, root)
+
+def split_problems(subjects, labels, where) -> dict:
+    """What a dataset's subjects and labels cannot give, one line each naming `where` (its folder or CSV), under the keys
+    present: 'subjects' (fewer than 2: a subject-wise split, LOSO or K-fold, needs two), 'classes' (a single class:
+    nothing to tell apart) and 'absent' (a class missing from the whole dataset: UF1 and UAR average over all three
+    classes, where it counts as 0). The first two are errors to `check_data`, the last a warning."""
+    subs, labs = sorted(set(map(str, subjects))), sorted(set(int(l) for l in labels))
+    out = {}
+    if len(subs) < 2:
+        out['subjects'] = f'{where}: {len(subs)} subject(s){" (" + subs[0] + ")" if subs else ""}; a subject-wise split (LOSO, K-fold) needs at least 2'
+    missing = [c for c in range(len(CLASSES)) if c not in labs]
+    if len(labs) == 1: out['classes'] = f'{where}: every sample is {CLASSES[labs[0]]} (label {labs[0]}); there is nothing to tell apart'
+    elif labs and missing:
+        out['absent'] = (f'{where}: no sample of {", ".join(f"{CLASSES[c]} (label {c})" for c in missing)} in the whole dataset; '
+                         f'UF1 and UAR average over all {len(CLASSES)} classes, where an absent one counts as 0 (at most '
+                         f'{(len(CLASSES) - len(missing)) / len(CLASSES):.2f} here)')
     return out
+
+def _split_lines(good: list, where) -> list[str]:
+    "`check_data`'s lines for the (subject, label) of its rows without a problem: the errors; an absent class goes out as a `MerWarning`."
+    if not good: return []
+    sp = split_problems([s for s, _ in good], [l for _, l in good], where)
+    if 'absent' in sp: warnings.warn(MerWarning(sp['absent']), stacklevel=3)
+    return [sp[k] for k in ('subjects', 'classes') if k in sp]
 
 def _shown(s: str) -> str:
     "`s` as it is when printable, else its repr (a newline in an id must not break a one-line message)."
@@ -165,24 +209,27 @@ def check_casme3(csv, frames=None) -> list[str]:
     try: rows, bad = casme3_table(csv, root)
     except MerError as e: return [str(e)]
     out = [(r.line, f'{csv}: line {r.line} ({_shown(r.id)}): {r.problem}') for r in bad.itertuples()]
+    good = []
     for r in rows.itertuples():
-        for c in ('onset', 'apex'):
-            p = read_checked_image(root/getattr(r, c), root, gray=True, noun=f'{c} frame')[1]   # as `read_frame` reads it
-            if p: out.append((r.line, f'{csv}: line {r.line} ({_shown(r.id)}): {p}'))
-    return [m for _, m in sorted(out, key=lambda t: t[0])]
+        ps = [p for c in ('onset', 'apex') if (p := read_checked_image(root/getattr(r, c), root, gray=True, noun=f'{c} frame')[1])]
+        out += [(r.line, f'{csv}: line {r.line} ({_shown(r.id)}): {p}') for p in ps]   # as `read_frame` reads them
+        if not ps: good.append((r.subject, r.label))
+    return [m for _, m in sorted(out, key=lambda t: t[0])] + _split_lines(good, csv)
 
 def _is_casme3_csv(p: Path) -> bool:
     "Whether the CSV file p has CAS(ME)^3 part A's label columns (an unreadable CSV has not)."
-    try: return set(CASME3_COLUMNS) <= set(pd.read_csv(p, nrows=0).columns)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError): return False
+    return casme3_csv_problem(p) is None
 
 def find_dataset(data) -> tuple[str, Path | None]:
     """What `data` names, as every entry point reads it (`mer-nb train`/`check`, the experiments): ('synthetic', None)
     for None, '' or 'synthetic'; ('composite', folder) for a folder with labels.csv; ('casme3', csv) for a CAS(ME)^3
-    part A label CSV, or a folder without labels.csv that holds exactly one. Anything else: a `MerError` naming the path."""
+    part A label CSV, or a folder without labels.csv that holds exactly one. Anything else: a `MerError` naming the path
+    (a file: what it is not, `casme3_csv_problem`)."""
     if data in (None, '', 'synthetic'): return 'synthetic', None
     path = Path(data)
-    if path.is_file() and path.suffix.lower() == '.csv': return 'casme3', path
+    if path.is_file():
+        if (p := casme3_csv_problem(path)): raise MerError(f'{path}: {p}')
+        return 'casme3', path
     if path.is_dir() and (path/'labels.csv').is_file(): return 'composite', path
     if path.is_dir():
         csvs = [p for p in sorted(path.glob('*.csv')) if _is_casme3_csv(p)]
@@ -200,12 +247,15 @@ def check_data(path, frames=None) -> list[str]:
 
 # %% ../nbs/06_sources.ipynb #bd95dea0
 def open_dataset(data=None, synthetic: dict | None = None, seed: int = 0, faces: bool = False, kinds=('synthetic', 'composite', 'casme3'),
-                 frames=None, flow_method: str = 'tvl1', cache=None, landmarks: str | None = None, progress: bool = True) -> MERDataset:
+                 frames=None, flow_method: str = 'tvl1', cache=None, landmarks: str | None = None, progress: bool = True,
+                 folds: bool = True) -> MERDataset:
     """The dataset `data` names (`find_dataset`), the one reading of a data argument for every entry point (the
     experiments, Table 2, `mer-nb train`): the embedded synthetic set (sized by `synthetic`, `make_synthetic`'s
     arguments), a composite-layout folder, or CAS(ME)^3 part A (flows from its frames; the dataset's name says how
     many label rows were skipped). `kinds`: the kinds the caller accepts; `faces`: keep the apex faces;
-    `landmarks='mtcnn'`: detect landmarks on the faces instead of the dataset's default."""
+    `landmarks='mtcnn'`: detect landmarks on the faces instead of the dataset's default. The dataset's subjects and
+    classes are checked (`split_problems`): a single class is a one-line `MerError` naming the path; a class absent
+    from it, and (when `folds`: it is to be split by subject) fewer than 2 subjects, a `MerWarning`."""
     from mer_nb.data import load_composite
     kind, path = find_dataset(data)
     if kind not in kinds:
@@ -214,12 +264,17 @@ def open_dataset(data=None, synthetic: dict | None = None, seed: int = 0, faces:
                        f'{data}: a {kind} dataset, but this needs one of: {", ".join(kinds)}')
     if kind == 'synthetic':
         from mer_nb.synthetic import make_synthetic
-        return make_synthetic(**{'seed': seed, **(synthetic or {}), 'faces': faces, **({'landmarks': 'detect'} if landmarks == 'mtcnn' else {})})
-    if kind == 'casme3':
+        ds = make_synthetic(**{'seed': seed, **(synthetic or {}), 'faces': faces, **({'landmarks': 'detect'} if landmarks == 'mtcnn' else {})})
+    elif kind == 'casme3':
         ds, skipped = load_casme3(path, frames, method=flow_method, faces=faces, cache=cache, progress=progress)
         from dataclasses import replace
-        return replace(ds, name=f'{ds.name[:-1]}; {skipped.line.nunique()} label rows skipped)')
-    if landmarks == 'mtcnn':
+        ds = replace(ds, name=f'{ds.name[:-1]}; {skipped.line.nunique()} label rows skipped)')
+    elif landmarks == 'mtcnn':
         from mer_nb.faces import with_landmarks
-        return with_landmarks(load_composite(path, faces=True))
-    return load_composite(path, faces=faces)
+        ds = with_landmarks(load_composite(path, faces=True))
+    else: ds = load_composite(path, faces=faces)
+    sp = split_problems(ds.subjects, ds.labels, path or 'the synthetic set')
+    if 'classes' in sp: raise MerError(sp['classes'])
+    for k in ('subjects',) * folds + ('absent',):
+        if k in sp: warnings.warn(MerWarning(sp[k]), stacklevel=2)
+    return ds

@@ -67,6 +67,8 @@ def test_published_recipe_changes_exactly_its_fields():
     from mer_nb.cv import _fingerprint, training_code
     old = dict(method='HTNet', preset={f: v for f, v in asdict(ours).items() if f not in ('workers', 'n_boot', 'synthetic', 'name', 'diffusion', 'recipe', 'precision')},
                model_kw={}, protocol='loso', k=None, regime='full', data=_fingerprint(ds), code=training_code())
+    from mer_nb.core import default_device, training_isa
+    if (isa := training_isa(default_device())) is not None: old['isa'] = isa      # the instruction set of CPU training
     assert k_o == hashlib.sha1(json.dumps(old, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

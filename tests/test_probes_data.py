@@ -296,15 +296,15 @@ CASME3_PROBES = [
 
 @pytest.mark.parametrize('name,damage,expected', CASME3_PROBES, ids=[p[0] for p in CASME3_PROBES])
 def test_casme3_probe(sandbox, name, damage, expected):
-    csv = write_synthetic_casme3(sandbox.data, n_subjects=1, per_class=1)
+    csv = write_synthetic_casme3(sandbox.data, n_subjects=2, per_class=1)   # two subjects: one is no dataset to `check_data`
     damage(csv)
     probs = check_data(csv)
     for p in probs: one_line(p)
     ds, skipped = load_casme3(csv, method='farneback', progress=False, verbose=False)
     if expected is None:                                        # accepted by both
-        assert probs == [] and len(ds) == 3 and skipped.empty
+        assert probs == [] and len(ds) == 6 and skipped.empty
         return
-    assert len(ds) == 2 and skipped.line.tolist() == [3], skipped   # the bad row (CSV line 3) skipped, the others loaded
+    assert len(ds) == 5 and skipped.line.tolist() == [3], skipped   # the bad row (CSV line 3) skipped, the others loaded
     problem = skipped.problem.iloc[0]
     one_line(problem)
     assert expected in problem, problem
@@ -312,11 +312,11 @@ def test_casme3_probe(sandbox, name, damage, expected):
 
 
 def test_casme3_all_rows_bad_is_one_line(sandbox):
-    csv = write_synthetic_casme3(sandbox.data, n_subjects=1, per_class=1)
+    csv = write_synthetic_casme3(sandbox.data, n_subjects=2, per_class=1)
     df = pd.read_csv(csv, dtype=str, keep_default_na=False); df['Subject'] = '../' + TOKEN; df.to_csv(csv, index=False)
     with pytest.raises(MerError) as e: load_casme3(csv, method='farneback', progress=False, verbose=False)
-    one_line(str(e.value)); assert str(e.value) == f'{csv}: no usable rows (all 3 skipped)'
-    assert len(check_data(csv)) == 3
+    one_line(str(e.value)); assert str(e.value) == f'{csv}: no usable rows (all 6 skipped)'
+    assert len(check_data(csv)) == 6
 
 
 @pytest.mark.parametrize('text,expected', [('', 'cannot parse'), ('Subject,Filename\nspNO.1,a\n', 'missing column(s) Onset')])
@@ -386,3 +386,126 @@ def test_e2e_flow_cache_and_diffusion_refuse_crafted_names(sandbox):
     with pytest.raises(MerError, match='is not a plain name'):
         aug(x, np.arange(6) % 3, ['a'] * 6, fold='sub-b', seed=0, regime='../' + TOKEN)
     assert not (sandbox.cache / 'diffusion').exists() or not list((sandbox.cache / 'diffusion').rglob('*.json'))
+
+
+# --- every cache under one trust rule (mer_nb.core.cache_problem): a world-writable MER_NB_CACHE is not read back ------
+def plant_clip(cache_root: Path, key: str, size: int = 28, face_size: int = 224, value: float = 0.25):
+    "A well-formed clip entry (the right key, shapes and types) with flows of the planter's choosing."
+    p = cache_root / key[:2] / f'{key}.npz'; p.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(p, flow=np.full((3, size, size), value, np.float32), landmarks=np.full((5, 2), 7, np.float32),
+             face=np.zeros((face_size, face_size), np.uint8), onset_face=np.zeros((face_size, face_size), np.uint8),
+             detected=np.array(True), matrix=np.eye(2, 3, dtype=np.float32), key=np.array(key))
+
+
+def casme3_with_planted_clips(sb) -> tuple[Path, list]:
+    "A CAS(ME)^3 set in the sandbox, and a planted entry in $MER_NB_CACHE/clips for each of its clips."
+    from mer_nb.clips import FlowCache, clip_params
+    csv = write_synthetic_casme3(sb.data, n_subjects=2, per_class=1)
+    df = pd.read_csv(csv, dtype=str)
+    keys = [FlowCache(sb.cache / 'clips').key(sb.data / r.imagename_onset, sb.data / r.imagename_apex, clip_params('farneback'))
+            for r in df.itertuples()]
+    for k in keys: plant_clip(sb.cache / 'clips', k)
+    return csv, keys
+
+
+def test_planted_clips_in_a_private_cache_are_read(sandbox):
+    "The control: the same entries in a folder only this user can write are the cache's own (what the rule trusts)."
+    csv, _ = casme3_with_planted_clips(sandbox)
+    ds, _ = load_casme3(csv, method='farneback', progress=False, verbose=False)
+    assert (ds.flows == 0.25).all()
+
+
+def test_a_world_writable_clip_cache_is_not_read(sandbox, recwarn):
+    csv, _ = casme3_with_planted_clips(sandbox)
+    sandbox.cache.chmod(0o777)                                  # anyone could have planted them
+    try:
+        ds, _ = load_casme3(csv, method='farneback', progress=False, verbose=False)
+        said = [str(w.message) for w in recwarn if 'clip cache' in str(w.message)]
+        assert said == [f"clip cache: not using {sandbox.cache / 'clips'}: {sandbox.cache} (above clips) can be written by others "
+                        '(drwxrwxrwx); clips are computed without a cache'], said
+        assert len(ds) == 6 and not (ds.flows == 0.25).all()     # computed from the frames, not the planted flows
+    finally: sandbox.cache.chmod(0o755)
+
+
+def test_a_clip_entry_not_matching_its_key_or_shape_is_recomputed(sandbox):
+    csv, keys = casme3_with_planted_clips(sandbox)
+    for i, k in enumerate(keys):                                # filed under another key, or of another size
+        plant_clip(sandbox.cache / 'clips', k, **({'size': 14} if i % 2 else {}))
+        if not i % 2:
+            p = sandbox.cache / 'clips' / k[:2] / f'{k}.npz'
+            z = dict(np.load(p)); z['key'] = np.array(keys[-1]); np.savez(p, **z)
+    ds, _ = load_casme3(csv, method='farneback', progress=False, verbose=False)
+    assert not (ds.flows == 0.25).all(axis=(1, 2, 3)).any()
+
+
+def test_a_world_writable_diffusion_cache_is_refused(sandbox):
+    from mer_nb.diffusion import DDPMConfig, DiffusionAugment
+    aug = DiffusionAugment(DDPMConfig(channels=(8, 16, 16), train_steps=1, batch_size=8, sample_steps=2, ema=0))
+    (sandbox.cache / 'diffusion').mkdir()
+    (sandbox.cache / 'diffusion' / 'planted').mkdir()
+    (sandbox.cache / 'diffusion' / 'planted' / 'model.pt').write_bytes(b'a generator of the planter')
+    sandbox.cache.chmod(0o777)
+    x = np.full((6, 3, 28, 28), 0.5, np.float32)
+    try:
+        with pytest.raises(MerError) as e: aug(x, np.arange(6) % 3, ['a', 'b'] * 3, fold='sub-c', seed=0)
+    finally: sandbox.cache.chmod(0o755)
+    one_line(str(e.value))
+    assert str(e.value).startswith(f"diffusion cache: refusing {sandbox.cache / 'diffusion'}: {sandbox.cache} (above diffusion) "
+                                   'can be written by others (drwxrwxrwx)'), str(e.value)
+    assert sorted(p.name for p in (sandbox.cache / 'diffusion').iterdir()) == ['planted']    # nothing read or written there
+
+
+# --- what a data argument is not, and what a dataset cannot give ------------------------------------------------------
+@pytest.mark.parametrize('name,content,said', [
+    ('weights.csv', b'PK\x03\x04\x14\x00\x00\x00\x08\x00' + bytes(range(256)), 'not a CSV (binary: it holds NUL bytes)'),
+    ('model.pt', b'\x80\x02}q\x00(X\x05\x00\x00\x00state', 'not a CSV (binary: it holds NUL bytes)'),
+    ('photo.csv', b'\xff\xd8\xff\xe0JFIF' + b'\xc3\x28' * 50, 'not a CSV (binary: not UTF-8 text)'),
+    ('notes.csv', b'name,score\nann,3\n', 'not a CAS(ME)^3 label CSV: missing column(s) Subject, Filename, Onset, Apex, Offset, '
+                                          'label_for_3 (it has name, score;'),
+])
+def test_data_naming_a_file_that_is_no_label_csv_says_what_it_is_not(sandbox, capsys, name, content, said):
+    from mer_nb.cli import main
+    from mer_nb.experiments import Experiment
+    from mer_nb.predict import load_training_data
+    from mer_nb.sources import open_dataset
+    f = sandbox.data / name; f.write_bytes(content)
+    for load in (lambda: Experiment.create('smoke', f, sandbox.out), lambda: open_dataset(f), lambda: load_training_data(f)):
+        with pytest.raises(MerError) as e: load()
+        one_line(str(e.value)); assert f'{f}: {said}' in str(e.value) and 'a CAS(ME)^3 label CSV, but' not in str(e.value), str(e.value)
+    assert main(['data', 'check', str(f)]) == 1
+    assert capsys.readouterr().out.splitlines()[0].startswith(f'{f}: {said}')
+
+
+def test_a_dataset_of_one_class_is_an_error_naming_its_folder(sandbox):
+    from mer_nb.sources import open_dataset
+    build_composite(sandbox.data)
+    df = rows(sandbox.data); df['label'] = '1'; df.to_csv(sandbox.data / 'labels.csv', index=False)
+    said = f'{sandbox.data}: every sample is positive (label 1); there is nothing to tell apart'
+    assert check_data(sandbox.data) == [said]
+    with pytest.raises(MerError) as e: open_dataset(sandbox.data)
+    assert str(e.value) == said
+
+
+def test_a_dataset_of_one_subject_is_named(sandbox, recwarn):
+    from mer_nb.sources import open_dataset
+    csv = write_synthetic_casme3(sandbox.data, n_subjects=1, per_class=1)
+    said = f'{csv}: 1 subject(s) (spNO.1); a subject-wise split (LOSO, K-fold) needs at least 2'
+    assert check_data(csv) == [said]
+    ds = open_dataset(csv, flow_method='farneback', progress=False)       # opened, with the one line as a warning
+    assert len(ds) == 3 and [str(w.message) for w in recwarn if isinstance(w.message, Warning) and 'subject(s)' in str(w.message)] == [said]
+
+
+def test_a_class_absent_from_the_dataset_is_a_warning_naming_it(sandbox, capsys):
+    from mer_nb.cli import main
+    from mer_nb.sources import open_dataset
+    build_composite(sandbox.data)
+    df = rows(sandbox.data); df['label'] = ['0', '2', '0']; df.to_csv(sandbox.data / 'labels.csv', index=False)
+    said = (f'{sandbox.data}: no sample of positive (label 1) in the whole dataset; UF1 and UAR average over all 3 classes, '
+            'where an absent one counts as 0 (at most 0.67 here)')
+    with pytest.warns(Warning) as w: assert check_data(sandbox.data) == []
+    assert [str(m.message) for m in w] == [said]
+    with pytest.warns(Warning) as w: assert len(open_dataset(sandbox.data)) == 3
+    assert [str(m.message) for m in w] == [said]
+    assert main(['data', 'check', str(sandbox.data)]) == 0
+    out = capsys.readouterr()
+    assert out.err.strip() == f'mer-nb: warning: {said}' and 'no problems' in out.out
