@@ -12,8 +12,16 @@ are added or renumbered need no edit here:
 
 Relative links are pointed at the staged pages, and links to other files of the repository at its host; a link
 to nothing is left as it is, for tests/test_docs.py to find.
+
+The site reads offline: MathJax is copied in from the jupyter-server-mathjax package (a dev requirement) and each
+notebook page loads it by a relative path; docs/site.css (extra_css in docs/mkdocs.yml) widens the content column
+and keeps wide tables and long code lines scrollable. A library page opens with its prose, not with the notebook's
+import cells (the leading code cells that only import and show nothing are left out).
 """
+import ast
 import configparser
+import csv
+import importlib.util
 import json
 import os
 import re
@@ -63,10 +71,21 @@ def fix_links(text, src, dst, pages, blob, html=False):
     return LINK.sub(fix, text)
 
 
+def only_imports(code):
+    """Whether `code` is nothing but import statements (a notebook's setup, not its content)."""
+    try:
+        body = ast.parse(code).body
+    except SyntaxError:  # IPython magics and the like
+        return False
+    return bool(body) and all(isinstance(s, (ast.Import, ast.ImportFrom)) for s in body)
+
+
 def stage_notebook(src, dst, docs, pages, blob):
-    """Copy notebook `src` to `docs/dst` without nbdev's `#| hide` cells and `#|` directives; return its title."""
+    """Copy notebook `src` to `docs/dst` without nbdev's `#| hide` cells and `#|` directives, and without the
+    import cells it opens with (the code cells before any other code that only import and show nothing); return
+    its title."""
     nb = json.loads((ROOT / src).read_text())
-    cells = []
+    cells, opening = [], True
     for c in nb['cells']:
         text = ''.join(c['source'])
         if c['cell_type'] == 'code':
@@ -75,6 +94,9 @@ def stage_notebook(src, dst, docs, pages, blob):
             text = re.sub(r'^#\|.*(\n|$)', '', text, flags=re.M).strip('\n')
             if not text and not c.get('outputs'):
                 continue
+            if opening and not c.get('outputs') and only_imports(text):
+                continue
+            opening = False
         elif c['cell_type'] == 'markdown':
             text = fix_links(text, src, dst, pages, blob, html=True)
         cells.append({**c, 'source': text})
@@ -84,18 +106,85 @@ def stage_notebook(src, dst, docs, pages, blob):
     return title(first, Path(src).stem)
 
 
+def artefact_table(d):
+    """The table of artefact folder `d`: the .md named after the folder or after run.json's 'artefact', else its
+    first .md; None where it has none."""
+    tables = sorted(d.glob('*.md'))
+    names = [d.name]
+    if (d / 'run.json').is_file():
+        try:
+            names.append(str(json.loads((d / 'run.json').read_text()).get('artefact', '')))
+        except (ValueError, AttributeError):
+            pass
+    return next((d / f'{n}.md' for n in names if (d / f'{n}.md').is_file()), tables[0] if tables else None)
+
+
+def short(arm):
+    """An arm of a comparison without its keys: 'method=HTNet, augmentation=none' -> 'HTNet, none'."""
+    return re.sub(r'(^|,\s*)[\w ]+=', r'\1', arm)
+
+
+def headline(d, table):
+    """The headline number of artefact folder `d`, as Markdown: the primary comparison of its comparisons*.csv
+    (the first row on composite UF1 under `last`, else its first row), else the first data row of its table."""
+    for f in sorted(d.glob('comparisons*.csv')):
+        with open(f, newline='') as fh:
+            rows = list(csv.DictReader(fh))
+        primary = [r for r in rows
+                   if (r.get('dataset'), r.get('metric'), r.get('selection')) == ('composite', 'UF1', 'last')]
+        row = (primary or rows or [None])[0]
+        try:
+            a, b, diff = float(row['value_a']), float(row['value_b']), float(row['diff'])
+        except (TypeError, KeyError, ValueError):
+            continue
+        interval = ''
+        if row.get('ci_low') and row.get('ci_high'):
+            interval = f", 95% interval [{float(row['ci_low']):+.3f}, {float(row['ci_high']):+.3f}]"
+        verdict = f"; {row['verdict']}" if row.get('verdict') else ''
+        what = ' '.join(x for x in (row.get('dataset'), row.get('metric')) if x)
+        under = f" under `{row['selection']}`" if row.get('selection') else ''
+        return (f"**{row.get('comparison') or f.stem}**: {what}{under}, {short(row.get('a', 'a'))} **{a:.4f}**, "
+                f"{short(row.get('b', 'b'))} **{b:.4f}** (difference {diff:+.4f}{interval}{verdict})")
+    if table is None:
+        return ''
+    lines = [ln.strip() for ln in table.read_text().splitlines() if ln.strip().startswith('|')]
+    rows = [[c.strip() for c in ln.strip('|').split('|')] for ln in lines
+            if not re.fullmatch(r'[|:\-\s]+', ln)]
+    if len(rows) < 2:
+        return ''
+    return 'First row: ' + ' · '.join(f'{h} **{v}**' for h, v in zip(rows[0], rows[1]) if h and v)
+
+
+def main_figure(d, names):
+    """The figure of artefact folder `d` to show first: the one named after it (or after one of `names`),
+    else the one with the shortest name; None where it has none."""
+    figures = sorted((f for f in d.iterdir() if f.suffix.lower() in FIGURES), key=lambda f: (len(f.stem), f.name))
+    return next((f for f in figures if f.stem in names), figures[0] if figures else None)
+
+
 def stage_results(docs, pages, blob):
-    """One page per folder of results/: its .md tables inlined, its figures shown, its notebooks as pages."""
+    """One page per folder of results/: its .md tables inlined, its figures shown, its notebooks as pages. The
+    overview lists each artefact by its title, with its headline number and figure."""
     nav = []
+    named = [artefact_title(d) for d in (ROOT / 'results').iterdir() if d.is_dir() and not d.name.startswith('.')]
     for d in [ROOT / 'results'] + [p for p in files(ROOT / 'results') if p.is_dir()]:
         rel = d.relative_to(ROOT).as_posix()
-        body, notebooks = [f'# {"Results" if rel == "results" else d.name}\n'], []
+        table = None if rel == 'results' else artefact_table(d)
+        heading = 'Results' if rel == 'results' else d.name
+        if table is not None and title(table.read_text(), None):  # the table's own heading names the page
+            body = ['---\nhide:\n  - toc\n---\n']  # wide tables: the column takes the table of contents' room
+        else:
+            body = [f'# {heading}\n']
+        if rel == 'results':
+            body.append('Every artefact of `results/`: its title, its headline number and its figure. '
+                        'Its page holds its tables, figures and executed notebook.')
+        notebooks = []
         (docs / rel).mkdir(parents=True, exist_ok=True)
         here = [f for f in d.iterdir() if not f.name.startswith('.')]
         for f in sorted(here, key=lambda f: (ORDER.get(f.suffix.lower(), 3), f.name)):
             frel = f.relative_to(ROOT).as_posix()
             if f.is_dir():
-                body.append(f'- [{f.name}]({f.name}/index.md)')
+                body.append(summary(f, named.count(artefact_title(f)) > 1))
             elif f.suffix == '.md':
                 body.append(fix_links(f.read_text(), frel, f'{rel}/index.md', pages, blob))
             elif f.suffix.lower() in FIGURES:
@@ -111,6 +200,29 @@ def stage_results(docs, pages, blob):
         entry, name = f'{rel}/index.md', 'Overview' if rel == 'results' else rel[len('results/'):]
         nav.append({name: [entry] + notebooks if notebooks else entry})
     return nav
+
+
+def artefact_title(d):
+    """The title of artefact folder `d`: its table's first heading, else the folder's name."""
+    table = artefact_table(d)
+    return title(table.read_text(), d.name) if table else d.name
+
+
+def summary(d, shared):
+    """The overview's section for artefact folder `d`: its title (linking its page; with the folder's name where
+    another artefact has the same title, `shared`), its headline number and its figure."""
+    table = artefact_table(d)
+    name = artefact_title(d) + (f' ({d.name})' if shared else '')
+    parts = [f'## [{name}]({d.name}/index.md)']
+    if not table and not any(d.iterdir()):
+        return parts[0]
+    line = headline(d, table)
+    if line:
+        parts.append(line)
+    figure = main_figure(d, {d.name, table.stem if table else d.name})
+    if figure is not None:
+        parts.append(f'[![{figure.stem}]({d.name}/{figure.name}){{ .result-figure }}]({d.name}/index.md)')
+    return '\n\n'.join(parts)
 
 
 def stage(docs):
@@ -167,6 +279,27 @@ def stage(docs):
     return cfg['DEFAULT'], nav
 
 
+def mathjax_folder():
+    """MathJax 2.7 as the jupyter-server-mathjax package installs it (found without importing the package)."""
+    spec = importlib.util.find_spec('jupyter_server_mathjax')
+    folder = Path(next(iter(spec.submodule_search_locations))) / 'static' if spec else None
+    if folder is None or not (folder / 'MathJax.js').is_file():
+        sys.exit('docs: MathJax not found: `make setup` installs it (pip install jupyter-server-mathjax)')
+    return folder
+
+
+def local_mathjax(out, url):
+    """Copy MathJax to where `url` (relative to the site's root) points, and point each page at it by a path
+    relative to that page, so that the site typesets its equations offline, from a server or from disk."""
+    path = url.split('?')[0]
+    shutil.copytree(mathjax_folder(), out / os.path.dirname(path), dirs_exist_ok=True)
+    for page in out.rglob('*.html'):
+        text = page.read_text()
+        if f'src="{url}"' in text:
+            rel = os.path.relpath(out / path, page.parent).replace(os.sep, '/')
+            page.write_text(text.replace(f'src="{url}"', f'src="{rel}{url[len(path):]}"'))
+
+
 def main(out):
     out = Path(out).resolve()
     if out.exists() and any(out.iterdir()) and not (out / 'sitemap.xml').exists():
@@ -176,14 +309,22 @@ def main(out):
         docs.mkdir()
         settings, nav = stage(docs)
         config = yaml.safe_load((ROOT / 'docs/mkdocs.yml').read_text())
+        for asset in config.get('extra_css', []) + config.get('extra_javascript', []):  # our own, from docs/
+            (docs / asset).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / 'docs' / asset, docs / asset)
         config.update(site_name=settings['title'], site_description=settings['description'],
                       repo_url=settings['git_url'], copyright=f"Copyright {settings['copyright']}",
                       docs_dir=str(docs), site_dir=str(out), nav=nav)
         strings = next(p['mkdocstrings'] for p in config['plugins'] if isinstance(p, dict) and 'mkdocstrings' in p)
         strings['handlers']['python']['paths'] = [str(ROOT)]
+        jupyter = next(p['mkdocs-jupyter'] for p in config['plugins'] if isinstance(p, dict) and 'mkdocs-jupyter' in p)
+        mathjax = jupyter['custom_mathjax_url']
+        if re.match(r'[a-zA-Z][a-zA-Z0-9+.-]*:|/', mathjax):
+            sys.exit(f'docs/mkdocs.yml: custom_mathjax_url must be a path inside the site, not {mathjax}')
         (Path(tmp) / 'mkdocs.yml').write_text(yaml.safe_dump(config, sort_keys=False))
         subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '-q', '-f', str(Path(tmp) / 'mkdocs.yml')],
                        check=True, cwd=tmp, env={**os.environ, 'NO_MKDOCS_2_WARNING': '1'})
+    local_mathjax(out, mathjax)
     print(f'docs: {out}/index.html')
 
 
