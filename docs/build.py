@@ -171,11 +171,12 @@ def stage_results(docs, pages, blob):
         rel = d.relative_to(ROOT).as_posix()
         table = None if rel == 'results' else artefact_table(d)
         heading = 'Results' if rel == 'results' else d.name
-        if table is not None and title(table.read_text(), None):  # the table's own heading names the page
+        own = rel == 'results' and (d / 'README.md').is_file()  # results/README.md: its own heading and findings
+        if (table is not None and title(table.read_text(), None)) or own:  # the page's own heading names it
             body = ['---\nhide:\n  - toc\n---\n']  # wide tables: the column takes the table of contents' room
         else:
             body = [f'# {heading}\n']
-        if rel == 'results':
+        if rel == 'results' and not own:
             body.append('Every artefact of `results/`: its title, its headline number and its figure. '
                         'Its page holds its tables, figures and executed notebook.')
         notebooks = []
@@ -184,6 +185,9 @@ def stage_results(docs, pages, blob):
         for f in sorted(here, key=lambda f: (ORDER.get(f.suffix.lower(), 3), f.name)):
             frel = f.relative_to(ROOT).as_posix()
             if f.is_dir():
+                if own and not any(b.startswith('## Every artefact') for b in body):
+                    body.append('## Every artefact\n\nIts title, headline number and figure; its page holds its tables, figures '
+                                'and executed notebook.')
                 body.append(summary(f, named.count(artefact_title(f)) > 1))
             elif f.suffix == '.md':
                 body.append(fix_links(f.read_text(), frel, f'{rel}/index.md', pages, blob))

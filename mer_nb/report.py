@@ -16,11 +16,11 @@ from .metrics import plot_confusion
 from .train import LEAKY
 
 # %% auto #0
-__all__ = ['DATASET_NAMES', 'COMPARISONS_NOTE', 'RESULT_SUFFIXES', 'README_START', 'README_END', 'OVERALL', 'PROTOCOLS',
-           'SUMMARY_RUNS', 'SUMMARY_COMPARISONS', 'render_table', 'bar_chart', 'chance_line', 'save_figure', 'uf1_bars',
-           'confusion_grid', 'render_aug', 'quality_md', 'sample_grid', 'comparisons_md', 'Result', 'write_result',
-           'publish', 'result_folder', 'result_stem', 'artefact_provenance', 'artefact_comparisons', 'results_summary',
-           'update_readme']
+__all__ = ['DATASET_NAMES', 'COMPARISONS_NOTE', 'RESULT_SUFFIXES', 'README_START', 'README_END', 'HEADLINE_START', 'HEADLINE_END',
+           'OVERALL', 'PROTOCOLS', 'SUMMARY_RUNS', 'SUMMARY_COMPARISONS', 'HEADLINE_NOTE', 'render_table', 'bar_chart',
+           'chance_line', 'save_figure', 'uf1_bars', 'confusion_grid', 'render_aug', 'quality_md', 'sample_grid',
+           'comparisons_md', 'Result', 'write_result', 'publish', 'result_folder', 'result_stem', 'artefact_provenance',
+           'artefact_comparisons', 'results_summary', 'headline_summary', 'update_readme']
 
 # %% ../nbs/17_report.ipynb #392ef9c0
 DATASET_NAMES = {'composite': 'Composite', 'smic': 'SMIC', 'samm': 'SAMM', 'casme2': 'CASME II', 'synthetic': 'Synthetic',
@@ -187,8 +187,10 @@ def write_result(out, res: Result, scores: pd.DataFrame | None = None, predictio
 
 # %% ../nbs/17_report.ipynb #b0c1e002
 RESULT_SUFFIXES = ('.md', '.png', '.csv', '.json', '.ipynb')
-README_START = '<!-- results:start (generated from results/ by `mer-nb results results --readme README.md`; do not edit) -->'
+README_START = '<!-- results:start (generated from results/ by `mer-nb results results --readme results/README.md`; do not edit) -->'
 README_END = '<!-- results:end -->'
+HEADLINE_START = '<!-- headline:start (generated from results/ by `mer-nb results results --readme README.md`; do not edit) -->'
+HEADLINE_END = '<!-- headline:end -->'
 
 def _gzip_bytes(data: bytes) -> bytes:
     "gzip of `data` with no name and no time stamp: the same bytes for the same content."
@@ -243,9 +245,15 @@ def result_stem(adir) -> str:
     adir = Path(adir)
     return adir.name if (adir/f'{adir.name}.md').is_file() else json.loads((adir/'run.json').read_text())['artefact']
 
-def artefact_provenance(adir) -> dict:
+def _link(adir: Path, name: str, base=None) -> str:
+    "A Markdown link to the artefact folder `adir`'s table, relative to the folder `base` of the page that shows it (default: from the repository's root, `results/<folder>/`)."
+    import os
+    target = f'results/{adir.name}/{name}.md' if base is None else Path(os.path.relpath(adir/f'{name}.md', base)).as_posix()
+    return f'[`results/{adir.name}/`]({target})'
+
+def artefact_provenance(adir, base=None) -> dict:
     """One artefact folder of `results/` in one row: its name and title, data and protocol, preset, the seeds its predictions
-    hold, the training-code hash, the training core-hours of its fold records, and a link to its full tables."""
+    hold, the training-code hash, the training core-hours of its fold records, and a link to its full tables (relative to `base`)."""
     import json
     adir = Path(adir)
     run = json.loads((adir/'run.json').read_text())
@@ -262,7 +270,7 @@ def artefact_provenance(adir) -> dict:
     return {'artefact': f'`{adir.name}`: {title}', 'data, protocol': ', '.join(data + prot) or '—', 'preset': f'`{run["preset"]["name"]}`',
             'seeds': _seed_ranges(seeds) if trained else '—',
             'training code': f'`{str(run.get("training_code", "?"))[:12]}`' if trained else '— (no training)', 'training': train,
-            'full tables': f'[`results/{adir.name}/`](results/{adir.name}/{name}.md)'}
+            'full tables': _link(adir, name, base)}
 
 _COMPARISON_COLS = {'comparison', 'a', 'b', 'selection', 'dataset', 'metric', 'value_a', 'value_b', 'diff', 'ci_low', 'ci_high', 'p',
                     'p_holm', 'n_subjects', 'n_samples', 'n_seeds', 'agreement', 'verdict'}
@@ -326,29 +334,54 @@ SUMMARY_COMPARISONS = ('**Every comparison**, the claims of the tables: UF1 on a
                        'folds and seeds, with its 95% interval (paired cluster bootstrap) and sign-flip permutation p; Holm p: '
                        'corrected across its table\'s family, which also holds the per-dataset rows; "not resolved": Holm p >= 0.05.')
 
-def results_summary(results, order=()) -> str:
-    """The results block of the README, the same size whatever a table's rows: one provenance row per artefact folder of
-    `results` that has a `run.json` (in `order` first), then every comparison they hold, read from their files and nothing else."""
+def _artefact_dirs(results, order=()) -> list[Path]:
+    "The artefact folders of `results` (those with a `run.json`), those of `order` first, a configuration's folder after its artefact's."
     import json
     results = Path(results)
     dirs = [d for d in results.iterdir() if (d/'run.json').is_file()] if results.is_dir() else []
     rank = {n: i for i, n in enumerate(order)}
-    dirs.sort(key=lambda d: (rank.get(json.loads((d/'run.json').read_text())['artefact'], len(rank)), d.name))   # a configuration's folder after its artefact's
+    return sorted(dirs, key=lambda d: (rank.get(json.loads((d/'run.json').read_text())['artefact'], len(rank)), d.name))
+
+def results_summary(results, order=(), base=None) -> str:
+    """The results block of `results/README.md`, the same size whatever a table's rows: one provenance row per artefact folder of
+    `results` that has a `run.json` (in `order` first), then every comparison they hold, read from their files and nothing
+    else. Links are relative to `base`, the folder of the page that shows the block (default: `results/...` from the repository's root)."""
+    dirs = _artefact_dirs(results, order)
     if not dirs: return 'No committed results yet.\n'
-    md = [SUMMARY_RUNS, pd.DataFrame([artefact_provenance(d) for d in dirs]).to_markdown(index=False, disable_numparse=True)]
+    md = [SUMMARY_RUNS, pd.DataFrame([artefact_provenance(d, base) for d in dirs]).to_markdown(index=False, disable_numparse=True)]
     comps = pd.concat([artefact_comparisons(d) for d in dirs], ignore_index=True)
     if len(comps): md += [SUMMARY_COMPARISONS, comps.to_markdown(index=False, disable_numparse=True)]
     return '\n\n'.join(md) + '\n'
 
+HEADLINE_NOTE = ('Each table\'s first comparison, and every one that is resolved: composite UF1 under `last` unless it names another '
+                 'selection, mean ± sd over seeds; b - a paired over subjects with its 95% interval; Holm p within its table.')
+
+def headline_summary(results, order=(), base=None) -> str:
+    """The short headline table of the front page: per artefact folder its first comparison (the question the table asks),
+    and every comparison whose verdict is not "not resolved", from the same rows as `results_summary`."""
+    dirs = _artefact_dirs(results, order)
+    if not dirs: return 'No committed results yet.\n'
+    rows = []
+    for d in dirs:
+        c = artefact_comparisons(d)
+        if len(c): rows.append(c[(c.index == c.index[0]) | (c.verdict != 'not resolved')])
+    if not rows: return 'No comparisons yet.\n'
+    t = pd.concat(rows, ignore_index=True).drop(columns=['p'])
+    return HEADLINE_NOTE + '\n\n' + t.to_markdown(index=False, disable_numparse=True) + '\n'
+
+_BLOCKS = ((README_START, README_END, results_summary), (HEADLINE_START, HEADLINE_END, headline_summary))
+
 def update_readme(readme, results, order=(), check: bool = False) -> bool:
-    """Write `results_summary(results)` between the README's markers (`README_START`, `README_END`); with `check`, write
-    nothing. Returns whether the README already held that summary."""
+    """Write the generated blocks a Markdown page holds between their markers: `results_summary` (`README_START`,
+    `README_END`) and `headline_summary` (`HEADLINE_START`, `HEADLINE_END`), links relative to the page; with `check`,
+    write nothing. Returns whether the page already held them."""
     readme = Path(readme)
-    text = readme.read_text(encoding='utf-8')
-    if README_START not in text or README_END not in text:
-        raise MerError(f'{readme}: no results block (the lines {README_START!r} and {README_END!r})')
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    new = head + README_START + '\n\n' + results_summary(results, order) + '\n' + README_END + tail
+    text = new = readme.read_text(encoding='utf-8')
+    found = [(s, e, fn) for s, e, fn in _BLOCKS if s in text and e in text]
+    if not found: raise MerError(f'{readme}: no results block (the lines {README_START!r} and {README_END!r}, or the headline markers)')
+    for start, end, fn in found:
+        head, rest = new.split(start, 1)
+        _, tail = rest.split(end, 1)
+        new = head + start + '\n\n' + fn(results, order, base=readme.resolve().parent) + '\n' + end + tail
     if not check and new != text: atomic_write(readme, new)
     return new == text

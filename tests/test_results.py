@@ -18,11 +18,32 @@ ARTEFACT_DIRS = sorted(d for d in RESULTS.iterdir() if d.is_dir()) if RESULTS.is
 NO_TRAINING = {'fig1'}      # Figure 1 counts the architecture: no predictions, no comparisons
 
 
-def test_readme_shows_results():
-    "Fails when README.md's results block is not `results_summary(results/)`: regenerate with `mer-nb results results --readme README.md`."
-    assert update_readme(ROOT / 'README.md', RESULTS, list(ARTEFACTS), check=True), \
-        'README.md does not show results/: run `mer-nb results results --readme README.md`'
-    if RESULTS.is_dir(): assert main(['results', str(RESULTS), '--readme', str(ROOT / 'README.md'), '--check']) == 0
+@pytest.mark.parametrize('page', ['README.md', 'results/README.md'])
+def test_pages_show_results(page):
+    """Fails when a page's generated block is not what `results/` holds: the front page's headline table
+    (`headline_summary`), results/README.md's provenance and every comparison (`results_summary`). Regenerate with
+    `mer-nb results results --readme README.md` and `--readme results/README.md`."""
+    from mer_nb.report import HEADLINE_START, README_START
+    text = (ROOT / page).read_text()
+    assert (HEADLINE_START if page == 'README.md' else README_START) in text
+    assert update_readme(ROOT / page, RESULTS, list(ARTEFACTS), check=True), f'{page} does not show results/: run `mer-nb results results --readme {page}`'
+    if RESULTS.is_dir(): assert main(['results', str(RESULTS), '--readme', str(ROOT / page), '--check']) == 0
+
+
+def test_front_page_is_short_and_its_example_runs(tmp_path, monkeypatch):
+    """README.md stays a front page (at most 150 lines, one figure that exists, links that resolve), and its Python
+    example runs as printed."""
+    import re
+    text = (ROOT / 'README.md').read_text()
+    assert len(text.splitlines()) <= 150, len(text.splitlines())
+    for target in re.findall(r'\]\(([^)#]+)\)', text):
+        if not target.startswith(('http://', 'https://')): assert (ROOT / target).exists(), target
+    code = re.search(r'```python\n(.*?)```', text, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 10
+    monkeypatch.chdir(tmp_path)
+    out = {}
+    exec(compile(code, 'README.md', 'exec'), out)
+    assert 0 <= out['uf1'](out['last'].label, out['last'].pred) <= 1 and (tmp_path / 'runs' / 'example').is_dir()
 
 
 @pytest.mark.parametrize('adir', ARTEFACT_DIRS, ids=[d.name for d in ARTEFACT_DIRS])
