@@ -199,3 +199,20 @@ def test_the_worker_initializer_asks_for_sigterm_when_the_parent_dies():
             'ctypes.CDLL(None).prctl(2, ctypes.byref(s), 0, 0, 0); print(s.value == signal.SIGTERM)')
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == 'True', r.stderr[-2000:]
+
+
+def test_training_code_covers_every_module_that_defines_a_registered_method():
+    """The training-code hash (`cv.training_code`) is taken over `cv.TRAINING_MODULES`, a hand-kept list: a method whose
+    model, inputs or post-training step lives in a module missing from it would silently reuse stale fold records when
+    that module changes. Every mer_nb module a registered method draws on must be in the list."""
+    import mer_nb.experiments  # noqa: F401  (registers the baselines and ESAAT with its controls)
+    from mer_nb.recipe import METHODS
+    used = {}
+    for name, m in METHODS.items():
+        parts = [m.factory, m.inputs] + ([type(m.post_train)] if m.post_train is not None else [])
+        for obj in parts:
+            mod = getattr(obj, '__module__', '') or ''
+            if mod.startswith('mer_nb.'): used.setdefault(mod.split('.', 1)[1], set()).add(name)
+    assert used, 'no registered method found'
+    missing = {mod: sorted(names) for mod, names in used.items() if mod not in CV.TRAINING_MODULES}
+    assert not missing, f'modules defining registered methods but not in cv.TRAINING_MODULES: {missing}'
