@@ -17,7 +17,6 @@ import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 import multiprocessing as mp

@@ -16,11 +16,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-import sys
 import warnings
 
 import mer_nb
-from .core import (MerError, MerWarning, atomic_write, default_device, environment_info, git_revision, one_line_warning, training_isa,
+from .core import (MerError, atomic_write, default_device, environment_info, git_revision, one_line_warning, training_isa,
                          write_json)
 from .data import MERDataset
 from .sources import find_dataset, open_dataset

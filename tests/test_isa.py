@@ -1,7 +1,6 @@
 """The instruction set is part of a run: training pinned to AVX2 by default through every entry point, recorded, keyed,
 and a replay of committed predictions (tests/data/replay, made by `python tests/test_isa.py --make-fixture`) that must
 come out bit for bit, whatever CPU runs the test."""
-import json
 import os
 import subprocess
 import sys
