@@ -20,7 +20,6 @@ import cells (the leading code cells that only import and show nothing are left 
 """
 import ast
 import configparser
-import csv
 import importlib.util
 import json
 import os
@@ -119,32 +118,16 @@ def artefact_table(d):
     return next((d / f'{n}.md' for n in names if (d / f'{n}.md').is_file()), tables[0] if tables else None)
 
 
-def short(arm):
-    """An arm of a comparison without its keys: 'method=HTNet, augmentation=none' -> 'HTNet, none'."""
-    return re.sub(r'(^|,\s*)[\w ]+=', r'\1', arm)
-
-
 def headline(d, table):
-    """The headline number of artefact folder `d`, as Markdown: the primary comparison of its comparisons*.csv
-    (the first row on composite UF1 under `last`, else its first row), else the first data row of its table."""
-    for f in sorted(d.glob('comparisons*.csv')):
-        with open(f, newline='') as fh:
-            rows = list(csv.DictReader(fh))
-        primary = [r for r in rows
-                   if (r.get('dataset'), r.get('metric'), r.get('selection')) == ('composite', 'UF1', 'last')]
-        row = (primary or rows or [None])[0]
-        try:
-            a, b, diff = float(row['value_a']), float(row['value_b']), float(row['diff'])
-        except (TypeError, KeyError, ValueError):
-            continue
-        interval = ''
-        if row.get('ci_low') and row.get('ci_high'):
-            interval = f", 95% interval [{float(row['ci_low']):+.3f}, {float(row['ci_high']):+.3f}]"
-        verdict = f"; {row['verdict']}" if row.get('verdict') else ''
-        what = ' '.join(x for x in (row.get('dataset'), row.get('metric')) if x)
-        under = f" under `{row['selection']}`" if row.get('selection') else ''
-        return (f"**{row.get('comparison') or f.stem}**: {what}{under}, {short(row.get('a', 'a'))} **{a:.4f}**, "
-                f"{short(row.get('b', 'b'))} **{b:.4f}** (difference {diff:+.4f}{interval}{verdict})")
+    """The headline number of artefact folder `d`, as Markdown: its first comparison as the report module reads it
+    (`mer_nb.report.artefact_comparisons`: composite UF1 under `last`, from its comparisons*.csv), else the first data
+    row of its table."""
+    from mer_nb.report import artefact_comparisons
+    c = artefact_comparisons(d) if (d / 'run.json').is_file() else []
+    if len(c):
+        r = c.iloc[0]
+        return (f"**{r['comparison (b vs a)']}**: composite UF1 {r['UF1 a']} (a), {r['UF1 b']} (b), b - a "
+                f"{r['b - a [95%]']}, Holm p {r['Holm p']}; {r['verdict']}")
     if table is None:
         return ''
     lines = [ln.strip() for ln in table.read_text().splitlines() if ln.strip().startswith('|')]
