@@ -6,11 +6,13 @@ projected wall time of `mer-nb reproduce --seeds 0,1,2,3,4` (every artefact) on 
     python bench/cost.py --runs reports/composite-quick/runs   # read the fold records of a finished run instead
     python bench/cost.py --methods LBP-TOP,Bi-WOOF             # time only some runs (the others print nan)
 
-The runs are the ones the artefacts train (Table 1: HTNet and the baselines; Table 4: none/scalar/LAPE at the preset's
+The runs are the ones the artefacts declare (`mer_nb.experiments.ARTEFACTS`, each artefact's arms at its default options;
+`plan` writes nothing per table, so a newly registered artefact is counted without an edit here) (Table 1: HTNet and the baselines; Table 4: none/scalar/LAPE at the preset's
 and the attending configuration; Table 5: their LAPE runs, and ESAAT with its random-removal and fine-tune-only controls
 as one family run -- siblings of one HTNet+LAPE training per fold, timed together; the last line also projects them
 trained each on its own, as before `run_cv(siblings=)`, adding one HTNet+LAPE run per control; Tables 2 and 3: HTNet+LAPE+ESAAT without and with
-diffusion augmentation, subject-grouped 5-fold and LOSO); a run several artefacts share (same run key) is counted once,
+diffusion augmentation, subject-grouped 5-fold and LOSO; the noise floor: HTNet on a second, disjoint set of seeds); a run
+several artefacts share (same run key and seeds) is counted once,
 under the first artefact `reproduce` runs. Figure 1 trains nothing. Table 1's trained baselines run on the first 3 seeds
 (`table1(baseline_seeds=3)`); the projection counts them so, and its last line also without that.
 
@@ -39,47 +41,32 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSITE = ROOT.parent/'shared'/'data'/'megc2019_composite'
-ORDER = ('table1', 'table4', 'table5', 'fig1', 'table2', 'table3')   # filled in from mer_nb.cli.ARTEFACTS
-
-
-def plan(p, k: int = 5) -> list[dict]:
-    "Every training run of every artefact, in the order `reproduce` runs them, as run_cv arguments."
-    from mer_nb.cli import ARTEFACTS
-    import inspect
-    from mer_nb.experiments import AUG_METHODS, AUG_VARIANTS, TABLE1_METHODS, USES_FACES, model_configs, table1
-    from mer_nb.recipe import get_method
-    from mer_nb.esaat import RANDOM_DRAWS
+def plan(p, k: int = 5, seeds=(0,), data=None, artefacts=None) -> list[dict]:
+    """Every training run of every registered artefact (`experiments.ARTEFACTS`, in the order `reproduce` runs them), as
+    run_cv arguments, read from each artefact's declared arms (`Artefact.arms`) at its default options: nothing here is
+    written per table. `seeds`: the reproduction's; `artefacts`: a Python file registering more. An arm whose training
+    also writes its `siblings`' records (Table 5's ESAAT and its controls) becomes a family row, its members shared."""
+    import tempfile
+    from mer_nb.experiments import Experiment, load_artefacts
+    from mer_nb.recipe import get_method, uses_faces
+    arts = load_artefacts(artefacts)
+    exp = Experiment.create(p, data, out=Path(tempfile.mkdtemp())/'plan', seeds=tuple(seeds), k=k, progress=False)
     rows = []
-    bseeds = inspect.signature(table1).parameters['baseline_seeds'].default    # the trained baselines' seeds in Table 1
-    for art in ARTEFACTS:
-        if art == 'table1':
-            for m in TABLE1_METHODS:
-                sk = get_method(m).kind == 'sklearn'
-                rows.append(dict(artefact=art, row=m, method=m, model_kw={'class_weight': p.class_weight} if sk and p.class_weight else None,
-                                 protocol='loso', faces=m in USES_FACES, augment=False, workers=1 if sk else p.workers,
-                                 max_seeds=None if sk or m == 'HTNet' else bseeds))
-        elif art == 'table4':
-            for c, ckw in model_configs(p).items():
-                for pos in ('lape', 'scalar', 'none'):
-                    rows.append(dict(artefact=art, row=f'HTNet pos_emb={pos} ({c})', method='HTNet', model_kw={**ckw, 'pos_emb': pos},
-                                     protocol='loso', faces=False, augment=False, workers=p.workers))
-        elif art == 'table5':
-            controls = (*((f'ESAAT-random{d}', f'random removal (draw {d})') for d in range(RANDOM_DRAWS)), ('ESAAT-none', 'fine-tune only'))
-            for c, ckw in model_configs(p).items():
-                kw = dict(model_kw={**ckw, 'pos_emb': 'lape'}, protocol='loso', faces=False, augment=False, workers=p.workers)
-                rows.append(dict(artefact=art, row=f'HTNet+LAPE ({c})', method='HTNet', **kw))
-                # ESAAT and the criterion's controls: siblings of one HTNet+LAPE training per fold (run_cv(siblings=))
-                rows.append(dict(artefact=art, row=f'HTNet+LAPE+ESAAT and its {len(controls)} controls ({c})', method='ESAAT',
-                                 siblings=[m for m, _ in controls], base=f'HTNet+LAPE ({c})', **kw))
-                rows += [dict(artefact=art, row=f'{label} ({c})', method=m, family=f'HTNet+LAPE+ESAAT ({c})', **kw) for m, label in controls]
-        elif art in ('table2', 'table3'):
-            protocol = 'kfold' if art == 'table2' else 'loso'
-            for label in AUG_METHODS:
-                m, kw = AUG_VARIANTS[label]
-                for aug in (False, True):
-                    rows.append(dict(artefact=art, row=f'{label} {protocol}' + (' + diffusion' if aug else ''), method=m,
-                                     model_kw=dict(kw) or None, protocol=protocol, faces=False, augment=aug, workers=p.workers))
-    for r in rows: r['k'] = k
+    for name, art in arts.items():
+        arms = art.arms(exp) if art.arms else []
+        fam = {}                           # sibling method -> the row of the family run that writes its records
+        for a in arms:
+            cols = ''.join(f' ({v})' for v in a.columns.values() if v not in (None, 'none')) + (' + diffusion' if a.augment is not None else '')
+            row = dict(artefact=name, row=a.name + cols, method=a.method, model_kw=a.model_kw, protocol=a.protocol or exp.protocol, k=a.k or k,
+                       faces=uses_faces(a.method), augment=a.augment is not None, workers=1 if get_method(a.method).kind == 'sklearn' else p.workers,
+                       seeds=tuple(a.seeds or exp.seeds), max_seeds=len(a.seeds) if a.seeds and set(a.seeds) <= set(exp.seeds) else None)
+            if (a.method, str(a.model_kw)) in fam: row['family'] = fam[(a.method, str(a.model_kw))]
+            rows.append(row)
+            if a.siblings:                 # the family run: the first sibling with the others, one base training per fold
+                first, *rest = a.siblings
+                fr = dict(row, row=f'{first} and its {len(rest)} sibling(s){cols}', method=first, siblings=list(rest), base=row['row'])
+                rows.append(fr)
+                fam.update({(m, str(a.model_kw)): fr['row'] for m in a.siblings})
     return rows
 
 
@@ -208,14 +195,16 @@ def main(argv=None):
     p = get_preset(a.preset)
     seeds = [int(s) for s in a.seeds.split(',')]
     epochs = tuple(int(e) for e in a.epochs.split(','))
-    rows = plan(p)
+    rows = plan(p, seeds=range(a.project_seeds), data=a.data)
     dss = {f: _dataset(a.data, p, f) for f in {r['faces'] for r in rows}}
     first, uniq = {}, []
     for r in rows:
         r['key'] = _key(r, dss[r['faces']], p)
         if r.get('family'): r['shared'] = r['family']           # its record is written by its family's run
-        elif r['key'] in first: r['shared'] = first[r['key']]
-        else: first[r['key']] = r['artefact']; uniq.append(r)
+        elif (r['key'], r['seeds']) in first: r['shared'] = first[(r['key'], r['seeds'])]   # the same run, trained once
+        else:
+            first[(r['key'], r['seeds'])] = r['artefact']
+            if all(u['key'] != r['key'] for u in uniq): uniq.append(r)    # timed once per run key (a seed costs the same)
     t0 = time.time()
     if a.runs:
         for r in uniq:
@@ -245,15 +234,16 @@ def main(argv=None):
         print(f"| {r['artefact']} | {r['row']} | {r['method']} | {r['key']} | {folds} | {'' if r.get('family') else f'{c / folds:.1f}'} | "
               f"{'(counted there)' if shared else f'{c:,.0f}'} | {par} | {shared or ''} |")
         if not shared:
-            n = min(a.project_seeds, r.get('max_seeds') or a.project_seeds)     # Table 1's trained baselines: fewer seeds
-            per_art[r['artefact']] = per_art.get(r['artefact'], 0.0) + c
+            n = len(r['seeds'])          # the reproduction's seeds; Table 1's trained baselines: fewer; the noise floor's second set: others
+            per_art[r['artefact']] = per_art.get(r['artefact'], 0.0) + c * n / a.project_seeds
             wall += c * n / par
-            all_seeds += c * (a.project_seeds - n) / par
+            if r.get('max_seeds'): all_seeds += c * (a.project_seeds - n) / par
         if r.get('base'):     # each sibling run alone would train its own HTNet+LAPE again
             alone += len(r['siblings']) * cost(next(x for x in rows if x['row'] == r['base'])) * a.project_seeds / par
     print('\n| artefact | core-s / seed | core-h / seed |')
     print('|---|---:|---:|')
-    for art in ORDER:
+    from mer_nb.experiments import ARTEFACTS
+    for art in ARTEFACTS:
         v = per_art.get(art, 0.0)
         print(f'| {art} | {v:,.0f} | {v / 3600:.2f} |' + (' (no training)' if art == 'fig1' else ''))
     tot = sum(per_art.values())

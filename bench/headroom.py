@@ -30,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from precision import matmul_gflops
 
 from mer_nb.diffusion import DIFFUSION_PRESETS, DDPMConfig, make_scheduler, make_unet
-from mer_nb.experiments import model_configs
+from mer_nb.ablations import model_configs
 from mer_nb.htnet import tokens_per_block
 from mer_nb.recipe import build_model, get_preset
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from .core import (MerError, MerWarning, atomic_write, check_inside, default_device, name_problem, needs_pinning, pinned_children,
                    say_unpinned, seed_everything, training_isa)
 from .data import MERDataset
-from .recipe import METHODS, Preset, build_model, get_method, get_preset, method_inputs
+from .recipe import METHODS, Preset, build_model, get_method, get_preset, method_inputs, same_training
 from .train import SELECTIONS, select_epoch, train_fold
 from .foldpar import auto_fold_batch, can_batch, fast_adam, train_folds
 
@@ -390,7 +390,7 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
     spec = get_method(method)
     family = {method: spec, **{s: get_method(s) for s in siblings}}
     for s, sp in family.items():
-        if len(family) > 1 and (sp.kind != 'torch' or replace(sp, post_train=None, reference='') != replace(spec, post_train=None, reference='')):
+        if len(family) > 1 and (sp.kind != 'torch' or not same_training(sp, spec)):
             raise MerError(f'run_cv: sibling {s!r} does not train the same model as {method!r} (siblings are torch methods that differ only in post_train)')
     x = method_inputs(spec, ds, preset)
     folds = make_folds(ds.subjects, protocol, k)

@@ -274,9 +274,20 @@ class DiffusionAugment:
     device: str | None = field(default=None, repr=False, compare=False)
     progress: bool = field(default=False, repr=False, compare=False)
 
+    @staticmethod
+    def runs_on(preset) -> bool:
+        "Whether the augmentation runs with the preset's input recipe: ours only (the DDPM models our [0, 1] inputs; the published code has none to follow)."
+        return get_preset(preset).recipe == 'ours'
+
+    @classmethod
+    def check_recipe(cls, preset) -> None:
+        "Refuse (one line) a preset the augmentation does not run on (`runs_on`)."
+        if not cls.runs_on(preset): raise MerError(f"diffusion augmentation runs on our input recipe only, not {get_preset(preset).recipe!r}")
+
     @classmethod
     def for_preset(cls, preset, cache=None, **overrides) -> DiffusionAugment:
         "The augmentation sized for a `mer_nb.train` preset (name or Preset), its `diffusion` dict and `overrides` applied."
+        cls.check_recipe(preset)
         p = get_preset(preset)
         spec = {**DIFFUSION_PRESETS.get(p.name, DIFFUSION_PRESETS['quick'])}
         for src in (getattr(p, 'diffusion', None) or {}, overrides):

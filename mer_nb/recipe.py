@@ -19,8 +19,9 @@ from .htnet import HTNet, PAPER_CONFIG, count_flops
 
 # %% auto #0
 __all__ = ['PRESETS', 'PRECISIONS', 'RECIPES', 'METHODS', 'ASSUMED_FLOPS', 'ASSUMED', 'Preset', 'get_preset', 'as_list',
-           'parse_seeds', 'Method', 'register_method', 'get_method', 'method_inputs', 'shuffles', 'build_model',
-           'class_weights', 'autocast', 'training_flops', 'gpu_estimate']
+           'parse_seeds', 'Method', 'register_method', 'flow_side', 'get_method', 'same_training', 'describe_input',
+           'row_name', 'uses_faces', 'method_inputs', 'shuffles', 'build_model', 'class_weights', 'autocast',
+           'training_flops', 'gpu_estimate']
 
 # %% ../nbs/10_recipe.ipynb #13220ac4
 @dataclass(frozen=True)
@@ -122,6 +123,11 @@ class Method:
     # it sees the fold's training samples only; `extra` (name -> array) is stored in the fold record as `post_<name>`.
     # Its repr() enters the run key, so give it a deterministic one (e.g. a dataclass).
     post_train: object = None
+    # What the project knows of the method besides how to train it, declared here once (tables and the CLI read it):
+    describe: object = ''                 # what it consumes, in words: callable(MERDataset) -> str, or a string
+    uses_faces: bool = False              # reads the apex faces (ds.faces) when the dataset has them
+    row: str = ''                         # its row name in a table, when that is not its registered name
+    published: tuple = ()                 # its published scores, MEGC2019 composite, LOSO: ((selection, source, {dataset: (UF1, UAR)}), ...)
 
 METHODS: dict[str, Method] = {}
 
@@ -130,11 +136,37 @@ def register_method(name: str, method: Method) -> Method:
     METHODS[name] = method
     return method
 
-register_method('HTNet', Method(HTNet, model_input, 'torch', True, 'Wang et al., Neurocomputing 602 (2024)'))
+def flow_side(ds) -> str:
+    "The flows' spatial size as text, e.g. '28x28'."
+    return f'{ds.flows.shape[-2]}x{ds.flows.shape[-1]}'
+
+def _htnet_input(ds) -> str: return f'four-region mosaic (eyes, mouth corners) of u, v, strain, {flow_side(ds)}'
+
+_HTNET_REF = 'Wang et al., Neurocomputing 602 (2024)'
+register_method('HTNet', Method(HTNet, model_input, 'torch', True, _HTNET_REF, describe=_htnet_input, published=((
+    'best-on-test', f'{_HTNET_REF}, Table 2',
+    dict(composite=(0.8603, 0.8475), smic=(0.8049, 0.7905), casme2=(0.9532, 0.9516), samm=(0.8131, 0.8124))),)))
 
 def get_method(name: str) -> Method:
     if name not in METHODS: raise MerError(f'unknown method {name!r} (registered: {", ".join(METHODS)})')
     return METHODS[name]
+
+def same_training(a: Method, b: Method) -> bool:
+    "Whether two methods train the same model on the same input: they may differ in `post_train` and in what is known of them."
+    return all(getattr(a, f) == getattr(b, f) for f in ('factory', 'inputs', 'kind', 'use_preset_model'))
+
+def describe_input(name: str, ds) -> str:
+    "What the registered method `name` consumes from `ds`, in words (its `describe`)."
+    d = get_method(name).describe
+    return d(ds) if callable(d) else str(d)
+
+def row_name(name: str) -> str:
+    "The table row of a registered method: its `row`, else its name."
+    return getattr(METHODS.get(name), 'row', '') or name
+
+def uses_faces(name: str) -> bool:
+    "Whether the method reads the apex faces (a dataset is then loaded with them)."
+    return bool(getattr(METHODS.get(name), 'uses_faces', False))
 
 def method_inputs(method: str | Method, ds, preset: Preset) -> np.ndarray:
     "What `method` consumes of `ds` under the preset's recipe: HTNet's four-region input built as the recipe says; a baseline's own input."

@@ -19,8 +19,9 @@ from .train import LEAKY
 __all__ = ['DATASET_NAMES', 'COMPARISONS_NOTE', 'RESULT_SUFFIXES', 'README_START', 'README_END', 'HEADLINE_START', 'HEADLINE_END',
            'OVERALL', 'PROTOCOLS', 'SUMMARY_RUNS', 'SUMMARY_COMPARISONS', 'HEADLINE_NOTE', 'render_table', 'bar_chart',
            'chance_line', 'save_figure', 'uf1_bars', 'confusion_grid', 'render_aug', 'quality_md', 'sample_grid',
-           'comparisons_md', 'Result', 'write_result', 'publish', 'result_folder', 'result_stem', 'artefact_provenance',
-           'artefact_comparisons', 'results_summary', 'headline_summary', 'update_readme']
+           'seed_figure', 'removal_figure', 'cost_figure', 'fold_bars', 'comparisons_md', 'Result', 'write_result',
+           'publish', 'result_folder', 'result_stem', 'artefact_provenance', 'artefact_comparisons', 'results_summary',
+           'headline_summary', 'update_readme']
 
 # %% ../nbs/18_report.ipynb #392ef9c0
 DATASET_NAMES = {'composite': 'Composite', 'smic': 'SMIC', 'samm': 'SAMM', 'casme2': 'CASME II', 'synthetic': 'Synthetic',
@@ -144,6 +145,70 @@ def sample_grid(real: dict, generated: dict, path, title: str, n: int = 6) -> Pa
                 if j < len(imgs): ax.imshow(np.clip(imgs[j].transpose(1, 2, 0), 0, 1))
             axes[row, 0].set_title(f'{CLASSES[c]}: {what}', fontsize=8, loc='left')
     fig.suptitle(title, fontsize=8)
+    return save_figure(fig, path)
+
+# %% ../nbs/18_report.ipynb #14ad5868
+def seed_figure(per_seed: pd.DataFrame, agree: pd.DataFrame, seeds, path) -> Path:
+    """Left: composite UF1 of each seed per seed set (black: the set's mean); right: the share of test predictions each
+    pair of seeds agrees on (`agree`: seed_a, seed_b, agreement)."""
+    import matplotlib.pyplot as plt
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for i, (name, g) in enumerate(per_seed.groupby('seed_set', sort=False)):
+        ax0.plot(np.full(len(g), i), g.UF1, 'o', alpha=0.8)
+        ax0.hlines(g.UF1.mean(), i - 0.25, i + 0.25, color='k')
+        for r in g.itertuples(): ax0.annotate(str(r.seed), (i + 0.06, r.UF1), fontsize=7, va='center')
+    sets = per_seed.seed_set.unique()
+    ax0.set_xticks(range(len(sets)), [n.replace(' seeds', '\nseeds') for n in sets], fontsize=8)
+    ax0.set_xlim(-0.6, len(sets) - 0.4)
+    ax0.set(ylabel='composite UF1 (last)', title='UF1 of each seed (black: the set\'s mean)')
+    m = pd.DataFrame(1.0, index=seeds, columns=seeds)
+    for r in agree.itertuples(): m.loc[r.seed_a, r.seed_b] = m.loc[r.seed_b, r.seed_a] = r.agreement
+    im = ax1.imshow(m.to_numpy(), vmin=min(0.5, m.to_numpy().min()), vmax=1, cmap='viridis')
+    ax1.set_xticks(range(len(seeds)), seeds); ax1.set_yticks(range(len(seeds)), seeds)
+    ax1.set(xlabel='seed', ylabel='seed', title='share of test predictions two seeds agree on')
+    fig.colorbar(im, ax=ax1, fraction=0.046)
+    return save_figure(fig, path)
+
+# %% ../nbs/18_report.ipynb #5a82ce1b
+def removal_figure(recs: list, freq: pd.DataFrame, path, note: str = '') -> Path:
+    """The transfer entropy of every attention sub-layer before removal, mean over ESAAT's fold records `recs`; red: removed
+    in most folds; above each bar: in how many folds it was removed (`freq`: level, layer, 'removed in folds')."""
+    import matplotlib.pyplot as plt
+    from mer_nb.esaat import plot_scores
+    keys = recs[0]['keys']
+    mean_scores = {k: float(v) for k, v in zip(keys, np.nanmean([r['scores'][0] for r in recs], 0))}
+    fq = freq.set_index(['level', 'layer'])['removed in folds']
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(keys)), 3.6))
+    plot_scores(mean_scores, [k for k in keys if fq.loc[k] > len(recs) / 2], ax=ax,
+                title=f'Transfer entropy (TE) per attention sub-layer before removal, mean over {len(recs)} fold runs\n'
+                      f'red: removed in most folds; above a bar: folds where it was removed; {note}')
+    for i, k in enumerate(sorted(keys, key=lambda t: (-t[0], t[1]))):      # plot_scores' order
+        ax.annotate(f'{fq.loc[k]}/{len(recs)}', (i, mean_scores[k]), ha='center', va='bottom', fontsize=7)
+    return save_figure(fig, path)
+
+# %% ../nbs/18_report.ipynb #da5f0b21
+def cost_figure(df: pd.DataFrame, path, title: str) -> Path:
+    "Parameters, FLOPs (log scale) and tokens per attention block per input (`df`: input, variant, params, flops, tokens_per_block)."
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    ins = list(dict.fromkeys(df.input))
+    bar_chart(axes[0], df.assign(M=df.params / 1e6), 'input', 'variant', y='M', x_order=ins)
+    bar_chart(axes[1], df.assign(G=df.flops / 1e9), 'input', 'variant', y='G', x_order=ins)
+    bar_chart(axes[2], df.drop_duplicates('input').assign(series='tokens'), 'input', 'series', y='tokens_per_block', x_order=ins, width=0.6, color='gray')
+    for ax, yl in zip(axes, ('parameters (millions)', 'GFLOP per sample (log scale)', 'tokens per attention block')):
+        ax.set_ylabel(yl); ax.set_xlabel('input size / patch size, levels')
+        ax.tick_params(axis='x', labelrotation=30, labelsize=7)
+    axes[1].set_yscale('log'); axes[1].legend(fontsize=7, loc='upper left')
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+def fold_bars(uf: pd.DataFrame, path, title: str) -> Path:
+    "UF1 per fold, a bar per series (`uf`: fold, series, value)."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    bar_chart(ax, uf, 'fold', 'series')
+    ax.set_ylim(0, 1); ax.set_ylabel('UF1 (selection last)'); ax.set_xlabel('fold (test subjects)')
+    ax.legend(fontsize=7); ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
 # %% ../nbs/18_report.ipynb #ee1f983d

@@ -7,7 +7,8 @@ import torch
 
 import mer_nb.recipe as R
 import mer_nb.cv as CV
-from mer_nb.baselines import (BASELINES, MobileViT, OFFApexNet, STSTNet, USES_FACES, biwoof_features, describe_input,
+from mer_nb.recipe import describe_input
+from mer_nb.baselines import (BASELINES, MobileViT, OFFApexNet, STSTNet, USES_FACES, biwoof_features,
                               lbp_histograms, lbptop_features, orientation_histograms, signed_flow)
 from mer_nb.data import MERDataset
 from mer_nb.metrics import uf1

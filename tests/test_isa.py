@@ -1,6 +1,10 @@
 """The instruction set is part of a run: training pinned to AVX2 by default through every entry point, recorded, keyed,
-and a replay of committed predictions (tests/data/replay, made by `python tests/test_isa.py --make-fixture`) that must
-come out bit for bit, whatever CPU runs the test."""
+and a replay of committed predictions (tests/data/replay, made by `python tests/test_isa.py --make-fixture` on an AMD
+EPYC) that must come out bit for bit on a CPU of the fixture's vendor. On an Intel CPU the pinned replay differs in the
+last bits of the probabilities (measured on an Intel Xeon with AVX-512: at most 6e-8, every class the same): oneMKL
+chooses its matrix kernels by CPU vendor, which no instruction-set pin fixes; there the tests check that training ran
+pinned (its label) and hold the probabilities to a bound of 1e-6. (Unpinned AVX-512 training there differs by 9e-8: on
+that CPU the bound cannot tell pinned from native; the label does.)"""
 import os
 import subprocess
 import sys
@@ -15,6 +19,20 @@ FIXTURE = Path(__file__).resolve().parent / 'data' / 'replay'
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_PRESET = ('quick', {'epochs': 8})     # the quick model (HTNet, width 32, depth (1, 1, 2)), 8 epochs, 2 LOSO folds
 AVX512 = any(f.startswith('avx512') for f in cpu_flags())
+FIXTURE_VENDOR = 'AuthenticAMD'          # the CPU vendor the fixture was trained on
+NEAR = 1e-6                              # the largest probability difference allowed on a CPU of another vendor
+
+
+def cpu_vendor() -> str:
+    try: return next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('vendor_id')), '')
+    except OSError: return ''
+
+SAME_VENDOR = cpu_vendor() == FIXTURE_VENDOR
+
+
+def _largest_difference(out: str) -> float:
+    import re
+    return max(float(x) for x in re.findall(r'largest probability difference ([0-9.e+-]+)', out))
 
 
 def _unpinned_env(**extra):
@@ -32,9 +50,13 @@ def test_cli_replay_of_committed_predictions_is_bit_for_bit(tmp_path):
     """`mer-nb replay` started without the pins restarts itself pinned and retrains the committed arm to the same
     float32 probabilities; on an AVX-512 machine unpinned training gives other bits, so this fails if pinning breaks."""
     r = _mer_nb('replay', str(FIXTURE), '--out', str(tmp_path / 'runs'), env=_unpinned_env())
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert 'trained as avx2' in r.stdout and 'bit for bit the committed predictions' in r.stdout, r.stdout
-    assert 'largest probability difference 0;' in r.stdout, r.stdout
+    assert 'trained as avx2' in r.stdout, r.stdout + r.stderr
+    if SAME_VENDOR:
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert 'bit for bit the committed predictions' in r.stdout and 'largest probability difference 0;' in r.stdout, r.stdout
+    else:     # another vendor's oneMKL kernels: the last bits differ, nothing more
+        assert r.returncode == 1 and '36 of 36 samples get the committed class' in r.stdout, r.stdout + r.stderr
+        assert _largest_difference(r.stdout) <= NEAR, r.stdout
 
 
 @pytest.mark.skipif(not can_pin(), reason='the AVX2 pins apply to x86-64 CPUs with AVX2')
@@ -48,7 +70,8 @@ def test_python_api_in_an_unpinned_process_trains_pinned(tmp_path):
     assert r.returncode == 0, r.stderr
     here, trained, same, dp = r.stdout.split()
     assert here.startswith('native-avx512') if AVX512 else here == 'avx2', here     # this process: not pinned
-    assert (trained, same, dp) == ('avx2', 'True', '0.0'), r.stdout
+    assert trained == 'avx2', r.stdout
+    assert (same, dp) == ('True', '0.0') if SAME_VENDOR else float(dp) <= NEAR, r.stdout
 
 
 @pytest.mark.skipif(not AVX512, reason='only a CPU with AVX-512 computes differently when not pinned')

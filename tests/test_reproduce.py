@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mer_nb.cli import reproduce
-from mer_nb.experiments import PAPER_METHOD, ROW_NAMES, TABLE1_METHODS
+from mer_nb.table1 import PAPER_METHOD, ROW_NAMES, TABLE1_METHODS
 
 COLUMNS = ['method', 'selection', 'run', 'protocol', 'dataset', 'metric', 'value', 'std', 'n_seeds', 'n_samples', 'ci_low', 'ci_high']
 

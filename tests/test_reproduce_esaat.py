@@ -7,7 +7,7 @@ from mer_nb.cli import ARTEFACTS, reproduce
 
 
 def test_artefacts_registered():
-    assert {ARTEFACTS[a] for a in ('table4', 'table5', 'fig1')} == {'table4_lape', 'table5_esaat', 'fig1_complexity'}
+    assert {ARTEFACTS[a].notebook for a in ('table4', 'table5', 'fig1')} == {'table4_lape', 'table5_esaat', 'fig1_complexity'}
 
 
 def test_table4_table5_fig1_smoke(tmp_path):

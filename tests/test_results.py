@@ -9,7 +9,7 @@ from sklearn.metrics import f1_score
 
 from mer_nb.baselines import BASELINES
 from mer_nb.cli import ARTEFACTS, main
-from mer_nb.experiments import ROW_NAMES
+from mer_nb.table1 import ROW_NAMES
 from mer_nb.report import result_folder, result_stem, results_summary, update_readme
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_artefact_complete(adir):
     stem = result_stem(adir)
     assert run['training_code'] and run['git_revision'] and run['command'] and run['wall_seconds'][name] > 0
     assert len(run['seeds']) >= 5 and run['parameters']['data'], 'committed results: the composite at five seeds or more'
-    for f in (f'{stem}.md', f'{stem}.csv', f'{ARTEFACTS[name]}.ipynb'):
+    for f in (f'{stem}.md', f'{stem}.csv', f'{ARTEFACTS[name].notebook}.ipynb'):
         assert (adir / f).is_file(), f
     scores = pd.read_csv(adir / f'{stem}.csv')
     if name in NO_TRAINING:

@@ -75,7 +75,8 @@ def test_real_composite_folder_is_read_as_the_composite(composite_root):
 def test_entry_points_share_one_reading_of_data(tmp_path):
     """The experiments (`Experiment`), Table 2 and `mer-nb train` read a data argument through one `open_dataset`: they accept and refuse the same paths."""
     from mer_nb.core import MerError
-    from mer_nb.experiments import Experiment, table2_data_line
+    from mer_nb.experiments import Experiment
+    from mer_nb.augment import table2_data_line
     from mer_nb.predict import load_training_data
     from mer_nb.sources import find_dataset, open_dataset
     csv = write_synthetic_casme3(tmp_path / 'c3', n_subjects=1, per_class=1)

@@ -68,7 +68,7 @@ def test_wheel_runs_fig1_outside_the_checkout(tmp_path):
     wheel, = dist.glob('mer_nb-*.whl')
     names = set(zipfile.ZipFile(wheel).namelist())
     from mer_nb.cli import ARTEFACTS
-    assert {f'mer_nb/notebooks/{n}.ipynb' for n in ARTEFACTS.values()} | {'mer_nb/kernels/fold_adam.c', 'mer_nb/__main__.py'} <= names
+    assert {f'mer_nb/notebooks/{a.notebook}.ipynb' for a in ARTEFACTS.values()} | {'mer_nb/notebooks/artefact.ipynb'} | {'mer_nb/kernels/fold_adam.c', 'mer_nb/__main__.py'} <= names
 
     py = _venv(tmp_path / 'venv')
     env = _clean_env(tmp_path)
