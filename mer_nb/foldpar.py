@@ -26,12 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import MerError, atomic_write, cache_dir, seed_everything, unsafe_dir
-from .htnet import HTNet, Removed, Im2col3, blocks_last, patch_tokens, unblocks_last
+from .htnet import HTNet, ModelOps, forward_last, patch_tokens
 from .recipe import Preset, autocast, class_weights, build_model, get_method, shuffles
 
 # %% auto #0
-__all__ = ['CPU_FOLD_BATCH', 'can_batch', 'forward_folds', 'adam_source', 'kernel_dirs', 'fused_adam', 'OnePassAdam', 'fast_adam',
-           'train_folds', 'fold_bytes', 'free_bytes', 'auto_fold_batch']
+__all__ = ['CPU_FOLD_BATCH', 'can_batch', 'FoldOps', 'forward_folds', 'adam_source', 'kernel_dirs', 'fused_adam', 'OnePassAdam',
+           'fast_adam', 'train_folds', 'fold_bytes', 'free_bytes', 'auto_fold_batch']
 
 # %% ../nbs/12_foldpar.ipynb #ddecc41a
 def can_batch(model: nn.Module) -> str | None:
@@ -83,6 +83,7 @@ def _per_fold(fn, x, *params):
     "`fn(x[f], p1[f], ...)` for every fold f, stacked: for products below `bmm`'s BLAS path."
     return torch.stack([fn(*a) for a in zip(x.unbind(0), *(p.unbind(0) for p in params))])
 
+# %% ../nbs/12_foldpar.ipynb #4734b3e1
 def _fold_view(t, x):
     "A per-fold parameter t (G, ...) viewed as (G, 1, ..., 1, C) against x (G, ..., C): broadcast over everything but the fold and channel axes."
     return t.reshape(len(t), *(1,) * (x.dim() - 2), -1)
@@ -92,47 +93,38 @@ def _ln(x, g, b, eps: float):
     changes nothing), then each fold's gain and bias, as the fast path applies them."""
     return F.layer_norm(x.float(), x.shape[-1:], eps=eps) * _fold_view(g, x) + _fold_view(b, x)
 
-def _folded(fn, x, n: int):
-    "Apply a per-sample layout change (`blocks_last`, `unblocks_last`) to (G, B, ...) with the folds kept apart."
-    y = fn(x.reshape(-1, *x.shape[2:]), n)
+def _folded(fn, x, *args):
+    "Apply a per-sample function (`blocks_last`, `unblocks_last`, an NCHW module) to (G, B, ...) with the folds kept apart."
+    y = fn(x.reshape(-1, *x.shape[2:]), *args)
     return y.reshape(x.shape[0], -1, *y.shape[1:])
+
+class FoldOps(ModelOps):
+    """`forward_last`'s accessor for G folds: a parameter is P's stacked (G, *shape) tensor of the module's state-dict
+    name, a product `_lin` (one `bmm` for all folds), a norm `_ln` with each fold's gain and bias; per-sample functions
+    run on (G*B, ...). An NCHW module with parameters of its own (agent attention) has no fold-batched form."""
+    def __init__(self, model: HTNet, P: dict):
+        self.P, self.names = P, {m: k for k, m in model.named_modules()}
+    def param(self, module: nn.Module, name: str):
+        k = self.names[module]
+        return self.P[f'{k}.{name}' if k else name]
+    def lin(self, x, conv: nn.Conv2d, rows: slice | None = None):
+        w, b = self.param(conv, 'weight'), (None if conv.bias is None else self.param(conv, 'bias'))
+        if rows is not None: w, b = w[:, rows], (None if b is None else b[:, rows])
+        return _lin(x, w, b)
+    def linear(self, x, w, b): return _lin(x, w, b)
+    def ln(self, x, norm: nn.Module): return _ln(x, self.param(norm, 'g'), self.param(norm, 'b'), norm.eps)
+    def samples(self, fn, x, *args): return _folded(fn, x, *args)
+    def nchw(self, module: nn.Module, x):
+        if any(True for _ in module.parameters()):
+            raise MerError(f'fold-parallel forward: {type(module).__name__} would run with one set of weights for all folds')
+        return super().nchw(module, x)
 
 def forward_folds(model: HTNet, P: dict, img, tokens: bool = False):
     """HTNet's fast forward for G folds at once: img (G, B, C, S, S), P {parameter name: (G, *shape)} -> logits (G, B,
-    classes). `tokens=True`: img is already patch tokens (G, B, S/p, S/p, p*p*C), as `train_folds` lays its data out once."""
+    classes), `forward_last` through `FoldOps`. `tokens=True`: img is already patch tokens (G, B, S/p, S/p, p*p*C),
+    as `train_folds` lays its data out once."""
     x = img if tokens else patch_tokens(img, model.patch_size)
-    G, B = x.shape[:2]
-    x = _lin(x, P['to_patch_embedding.weight'], P['to_patch_embedding.bias'])
-    if model.lape is not None: x = x + P['lape'].permute(0, 1, 3, 4, 2)             # (G, 1, h, w, C)
-    for i, (level, (tr, agg)) in enumerate(zip(model.levels, model.layers)):
-        n, pre = 2 ** level, f'layers.{i}.'
-        y = _folded(blocks_last, x, n)                                  # (G, B*n*n, h, w, C)
-        h, w = y.shape[2:4]
-        if tr.pos_emb is not None: y = y + P[pre + '0.pos_emb'][:, :h * w].reshape(G, 1, h, w, 1)
-        for j, (attn, ff) in enumerate(tr.layers):
-            q = f'{pre}0.layers.{j}.'
-            if not isinstance(attn, Removed):
-                a = attn.fn
-                z = _ln(y, P[q + '0.norm.g'], P[q + '0.norm.b'], attn.norm.eps)
-                inner, wqkv = a.heads * a.dim_head, P[q + '0.fn.to_qkv.weight']
-                if h * w == 1: o = _lin(z, wqkv[:, 2 * inner:])        # softmax over one key is 1: out = W_o W_v x + b_o
-                else:
-                    qq, kk, vv = _lin(z, wqkv).reshape(G, -1, h * w, 3, a.heads, a.dim_head).permute(3, 0, 1, 4, 2, 5)
-                    o = (((qq @ kk.transpose(-1, -2)) * a.scale).float().softmax(-1) @ vv).transpose(2, 3).reshape(G, -1, h, w, inner)
-                y = _lin(o, P[q + '0.fn.to_out.0.weight'], P[q + '0.fn.to_out.0.bias']) + y
-            z = _ln(y, P[q + '1.norm.g'], P[q + '1.norm.b'], ff.norm.eps)
-            z = _lin(F.gelu(_lin(z, P[q + '1.fn.net.0.weight'], P[q + '1.fn.net.0.bias'])), P[q + '1.fn.net.3.weight'], P[q + '1.fn.net.3.bias'])
-            y = z + y
-        x = _folded(unblocks_last, y, n)
-        if not isinstance(agg, nn.Identity):
-            wc = P[pre + '1.0.weight']                                   # (G, out, in, 3, 3), stored (G, out, 3, 3, in)
-            wc = wc.permute(0, 1, 3, 4, 2).reshape(G, wc.shape[1], -1)   # a view: the fast path's (out, 9 in) weight
-            x = _lin(Im2col3.apply(x), wc, P[pre + '1.0.bias']).reshape(*x.shape[:-1], wc.shape[1])
-            x = _ln(x, P[pre + '1.1.g'], P[pre + '1.1.b'], agg[1].eps)
-            x = agg[2](x.reshape(-1, *x.shape[2:]).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)      # max-pool, per sample
-            x = x.reshape(G, B, *x.shape[1:])
-    x = _ln(x, P['mlp_head.0.g'], P['mlp_head.0.b'], model.mlp_head[0].eps).mean(dim=(2, 3))
-    return _lin(x, P['mlp_head.2.weight'], P['mlp_head.2.bias'])
+    return forward_last(model, FoldOps(model, P), x)
 
 # %% ../nbs/12_foldpar.ipynb #6fe13832
 class _Flat:
@@ -378,6 +370,7 @@ def _initial(preset: Preset, spec, model_kw: dict | None, seeds: list, device):
         models[s] = build_model(preset, spec, **(model_kw or {})).to(device)
     return models[seeds[0]], models
 
+# %% ../nbs/12_foldpar.ipynb #1bcd615d
 def train_folds(data: list, preset: Preset, seed=0, device: str = 'cpu', model_kw: dict | None = None,
                 method='HTNet', return_models: bool = False) -> list:
     """Train one model per entry of `data` = [(x_train, y_train, evals), ...] as one batched computation. `seed`: one

@@ -20,8 +20,8 @@ from .agent import AgentAttention
 # %% auto #0
 __all__ = ['PAPER_CONFIG', 'ChannelNorm', 'PreNorm', 'FeedForward', 'Attention', 'Removed', 'Transformer', 'Aggregate',
            'use_fast_path', 'set_fast_path', 'to_blocks', 'from_blocks', 'HTNet', 'has_hooks', 'reference_path',
-           'patch_tokens', 'Im2col3', 'blocks_last', 'unblocks_last', 'forward_fast', 'count_params', 'count_flops',
-           'tokens_per_block']
+           'patch_tokens', 'Im2col3', 'blocks_last', 'unblocks_last', 'ModelOps', 'forward_last', 'forward_fast',
+           'count_params', 'count_flops', 'tokens_per_block']
 
 # %% ../nbs/09_htnet.ipynb #8456c693
 class ChannelNorm(nn.Module):
@@ -128,6 +128,7 @@ def from_blocks(x, n: int):
     bnn, c, h, w = x.shape
     return x.reshape(bnn // (n * n), n, n, c, h, w).permute(0, 3, 1, 4, 2, 5).reshape(bnn // (n * n), c, n * h, n * w)
 
+# %% ../nbs/09_htnet.ipynb #3563ee32
 class HTNet(nn.Module):
     """HTNet (Wang et al. 2024). `pos_emb`: 'scalar' (HTNet's per-level term), 'lape' (a learned vector per patch
     position, added after the patch embedding) or 'none'. `attention`: 'softmax' (HTNet) or 'agent' (`agent_num`
@@ -252,11 +253,13 @@ class Im2col3(torch.autograd.Function):
             gp[..., i:i + h, j:j + w, :] += g[..., t, :]
         return gp[..., 1:h + 1, 1:w + 1, :]
 
-def _conv3_last(x, weight, bias):
-    """A 3x3 convolution (padding 1) of channels-last maps (..., h, w, C_in): one matrix product of the 3x3
-    neighbourhoods (`Im2col3`) with the weight as (C_out, kh*kw*C_in)."""
-    w = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
-    return F.linear(Im2col3.apply(x), w, bias).reshape(*x.shape[:-1], weight.shape[0])
+def _conv3_last(x, weight, bias, linear=F.linear):
+    """A 3x3 convolution (padding 1) of channels-last maps (..., h, w, C_in): one matrix product (`linear`) of the 3x3
+    neighbourhoods (`Im2col3`) with the weight as (C_out, kh*kw*C_in). A weight with a leading fold axis,
+    (G, C_out, C_in, 3, 3), becomes (G, C_out, kh*kw*C_in), for a `linear` of G folds (`12_foldpar`)."""
+    k = weight.dim() - 4
+    w = weight.permute(*range(k + 1), k + 2, k + 3, k + 1).reshape(*weight.shape[:k + 1], -1)
+    return linear(Im2col3.apply(x), w, bias).reshape(*x.shape[:-1], weight.shape[k])
 
 def blocks_last(x, n: int):
     "`to_blocks` for channels-last maps: (B, n*h, n*w, C) -> (B*n*n, h, w, C), the same block order."
@@ -268,44 +271,68 @@ def unblocks_last(x, n: int):
     bnn, h, w, c = x.shape
     return x.reshape(bnn // (n * n), n, n, h, w, c).permute(0, 1, 3, 2, 4, 5).reshape(bnn // (n * n), n * h, n * w, c)
 
-def _attention_last(attn: Attention, x):
-    "HTNet's attention on channels-last tokens (B, h, w, C)."
-    b, h, w, _ = x.shape
-    H, d = attn.heads, attn.dim_head
+def _nchw_last(x, module: nn.Module):
+    "An NCHW module (agent attention, the max-pool) applied to channels-last maps (B, h, w, C)."
+    return module(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+# %% ../nbs/09_htnet.ipynb #8f0d4660
+class ModelOps:
+    """`forward_last`'s accessor for one model: a parameter is the module's own tensor, a product `F.linear`, a norm
+    `_ln`; per-sample functions run on the batch as it is. `FoldOps` (`12_foldpar`) is the one for G folds."""
+    def param(self, module: nn.Module, name: str): return getattr(module, name)
+    def lin(self, x, conv: nn.Conv2d, rows: slice | None = None):
+        "The 1x1 convolution `conv` (its output channels `rows`, default all) on channels-last x."
+        return _lin(x, conv, slice(None) if rows is None else rows)
+    def linear(self, x, w, b): return F.linear(x, w, b)
+    def ln(self, x, norm: ChannelNorm): return _ln(x, norm)
+    def samples(self, fn, x, *args): return fn(x, *args)
+    def nchw(self, module: nn.Module, x): return self.samples(_nchw_last, x, module)
+
+def _attention_last(ops, attn: Attention, x):
+    "HTNet's attention on channels-last blocks (..., h, w, C)."
+    *lead, h, w, _ = x.shape
+    nl, H, d = len(lead), attn.heads, attn.dim_head
     inner = H * d
     if h * w == 1:      # softmax over one key is 1: out = W_o W_v x + b_o (q, k not computed; their gradient is 0 either way)
-        o = _lin(x, attn.to_qkv, slice(2 * inner, 3 * inner))
+        o = ops.lin(x, attn.to_qkv, slice(2 * inner, 3 * inner))
     else:
-        q, k, v = _lin(x, attn.to_qkv).reshape(b, h * w, 3, H, d).permute(2, 0, 3, 1, 4)
-        o = (((q @ k.transpose(-1, -2)) * attn.scale).float().softmax(-1) @ v).transpose(1, 2).reshape(b, h, w, inner)
-    return attn.to_out[1](_lin(o, attn.to_out[0]))
+        q, k, v = ops.lin(x, attn.to_qkv).reshape(*lead, h * w, 3, H, d).permute(nl + 1, *range(nl), nl + 2, nl, nl + 3)
+        o = (((q @ k.transpose(-1, -2)) * attn.scale).float().softmax(-1) @ v).transpose(-3, -2).reshape(*lead, h, w, inner)
+    return attn.to_out[1](ops.lin(o, attn.to_out[0]))
 
-def _transformer_last(tr: Transformer, x):
-    "`Transformer.forward` on channels-last blocks."
+def _transformer_last(ops, tr: Transformer, x):
+    "`Transformer.forward` on channels-last blocks (..., h, w, C)."
     if tr.pos_emb is not None:
-        h, w = x.shape[1:3]
-        x = x + tr.pos_emb[:h * w].reshape(1, h, w, 1)
+        h, w = x.shape[-3:-1]
+        pe = ops.param(tr, 'pos_emb')
+        x = x + pe[..., :h * w].reshape(*pe.shape[:-1], 1, h, w, 1)
     for attn, ff in tr.layers:
         if not isinstance(attn, Removed):
-            y = _ln(x, attn.norm)
-            y = _attention_last(attn.fn, y) if isinstance(attn.fn, Attention) else attn.fn(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            y = ops.ln(x, attn.norm)
+            y = _attention_last(ops, attn.fn, y) if isinstance(attn.fn, Attention) else ops.nchw(attn.fn, y)
             x = y + x
         f = ff.fn.net           # 1x1 conv, GELU, dropout, 1x1 conv, dropout
-        x = f[4](_lin(f[2](f[1](_lin(_ln(x, ff.norm), f[0]))), f[3])) + x
+        x = f[4](ops.lin(f[2](f[1](ops.lin(ops.ln(x, ff.norm), f[0]))), f[3])) + x
     return x
+
+def forward_last(model: HTNet, ops, x):
+    """HTNet's layers on channels-last patch tokens x (..., S/p, S/p, p*p*C) -> logits (..., classes), through the
+    accessor `ops`: `ModelOps()` for one model (the fast path), `12_foldpar.FoldOps` for G folds."""
+    x = ops.lin(x, model.to_patch_embedding)
+    if model.lape is not None: x = x + ops.param(model, 'lape').movedim(-3, -1)          # (..., 1, h, w, C)
+    for level, (transformer, aggregate) in zip(model.levels, model.layers):
+        n = 2 ** level
+        x = ops.samples(unblocks_last, _transformer_last(ops, transformer, ops.samples(blocks_last, x, n)), n)
+        if not isinstance(aggregate, nn.Identity):
+            conv, norm, pool = aggregate
+            x = ops.ln(_conv3_last(x, ops.param(conv, 'weight'), ops.param(conv, 'bias'), ops.linear), norm)
+            x = ops.nchw(pool, x)
+    head = model.mlp_head[2]
+    return ops.linear(ops.ln(x, model.mlp_head[0]).mean(dim=(-3, -2)), ops.param(head, 'weight'), ops.param(head, 'bias'))
 
 def forward_fast(model: HTNet, img):
     "`HTNet.forward_reference`, channels-last (the fast path): the same function, less work."
-    x = _lin(patch_tokens(img, model.patch_size), model.to_patch_embedding)
-    if model.lape is not None: x = x + model.lape.permute(0, 2, 3, 1)
-    for level, (transformer, aggregate) in zip(model.levels, model.layers):
-        n = 2 ** level
-        x = unblocks_last(_transformer_last(transformer, blocks_last(x, n)), n)
-        if not isinstance(aggregate, nn.Identity):
-            conv, norm, pool = aggregate
-            x = _ln(_conv3_last(x, conv.weight, conv.bias), norm)
-            x = pool(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-    return model.mlp_head[2](_ln(x, model.mlp_head[0]).mean(dim=(1, 2)))
+    return forward_last(model, ModelOps(), patch_tokens(img, model.patch_size))
 
 # %% ../nbs/09_htnet.ipynb #1dec1740
 PAPER_CONFIG = dict(image_size=28, patch_size=7, dim=256, heads=3, num_hierarchies=3, block_repeats=(2, 2, 10))
