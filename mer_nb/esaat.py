@@ -222,12 +222,13 @@ class ESAAT:
     max_samples: int = 4000        # scoring samples (training samples only), subsampled beyond this
     criterion: str = 'entropy'     # CRITERIA: 'entropy' (the paper) | 'random' | 'none' (controls)
     draw: int = 0                  # criterion 'random': which draw (its generator is seeded by (draw, seed))
+    per_fold: bool = False         # criterion 'random': seed the draw by (draw, seed, fold), so each fold draws on its own
 
     def __post_init__(self):
         if self.criterion not in CRITERIA: raise MerError(f'ESAAT criterion must be one of {", ".join(CRITERIA)}, not {self.criterion!r}')
         if self.criterion == 'random' and self.mode != 'target': raise MerError("ESAAT criterion 'random' needs mode 'target'")
 
-    def remove(self, model: HTNet, x, seed: int) -> tuple[HTNet, list, list]:
+    def remove(self, model: HTNet, x, seed: int, fold: str = '') -> tuple[HTNet, list, list]:
         "The model the step fine-tunes, the removed sub-layers in order, and the scores per greedy step (entropy only)."
         if self.criterion == 'none': return model, [], []
         if self.criterion == 'entropy':
@@ -237,19 +238,24 @@ class ESAAT:
         keys = list(model.attention_layers())
         n0, removed, new, left = count_params(model), list(model.removed), [], {}
         for level, _ in keys: left[level] = left.get(level, 0) + 1
-        for i in np.random.default_rng([self.draw, seed]).permutation(len(keys)):
+        for i in np.random.default_rng(self.draw_seed(seed, fold)).permutation(len(keys)):
             if 1 - final_params(model.config, removed, self.agent_num) / n0 >= self.target: break
             key = keys[i]
             if left[key[0]] <= self.min_per_level: continue
             removed.append(key); new.append(key); left[key[0]] -= 1
         return to_agent(rebuild(model, removed=tuple(removed)), self.agent_num), new, []
 
-    def __call__(self, model, x_train, y_train, evals, preset, seed, device, progress, logs, losses):
+    def draw_seed(self, seed: int, fold: str = '') -> list:
+        "The random draw's seed sequence: (draw, seed), with `per_fold` also the fold's name (as a CRC-32: the same in every process)."
+        import zlib
+        return [self.draw, seed, zlib.crc32(str(fold).encode())] if self.per_fold else [self.draw, seed]
+
+    def __call__(self, model, x_train, y_train, evals, preset, seed, device, progress, logs, losses, fold: str = ''):
         x = x_train
         if len(x) > self.max_samples: x = x[np.random.default_rng(seed).choice(len(x), self.max_samples, replace=False)]
         n0 = count_params(model)
         keys = list(model.attention_layers())
-        tuned, removed, steps = self.remove(model, x, seed)
+        tuned, removed, steps = self.remove(model, x, seed, fold)
         ft = replace(preset, epochs=max(1, round(self.finetune * preset.epochs)))
         ft_logs, ft_losses, tuned = train_fold(x_train, y_train, evals, ft, seed, device, progress=progress, model=tuned,
                                                optimizer=fast_adam)
@@ -264,6 +270,8 @@ register_method('ESAAT', Method(HTNet, model_input, 'torch', True, _ESAAT_REF, p
 # Table 5's controls of the entropy criterion: random removal (RANDOM_DRAWS draws) and fine-tuning with nothing removed
 for _d in range(RANDOM_DRAWS):
     register_method(f'ESAAT-random{_d}', Method(HTNet, model_input, 'torch', True, f'control of {_ESAAT_REF}', post_train=ESAAT(criterion='random', draw=_d)))
+    register_method(f'ESAAT-foldrandom{_d}', Method(HTNet, model_input, 'torch', True, f'control of {_ESAAT_REF}',
+                                                    post_train=ESAAT(criterion='random', draw=_d, per_fold=True)))
 register_method('ESAAT-none', Method(HTNet, model_input, 'torch', True, f'control of {_ESAAT_REF}', post_train=ESAAT(criterion='none')))
 
 # %% ../nbs/16_esaat.ipynb #882cdeea

@@ -21,7 +21,7 @@ from .agent import AgentAttention
 __all__ = ['PAPER_CONFIG', 'ChannelNorm', 'PreNorm', 'FeedForward', 'Attention', 'Removed', 'Transformer', 'Aggregate',
            'use_fast_path', 'set_fast_path', 'to_blocks', 'from_blocks', 'HTNet', 'has_hooks', 'reference_path',
            'patch_tokens', 'Im2col3', 'blocks_last', 'unblocks_last', 'ModelOps', 'forward_last', 'forward_fast',
-           'count_params', 'count_flops', 'tokens_per_block']
+           'count_params', 'count_flops', 'tokens_per_block', 'config_label', 'model_cost', 'cpu_latency_ms']
 
 # %% ../nbs/09_htnet.ipynb #8456c693
 class ChannelNorm(nn.Module):
@@ -356,3 +356,29 @@ def tokens_per_block(cfg: dict) -> int:
     "Tokens in one attention block of an HTNet configuration (the same at every level)."
     fmap = cfg['image_size'] // cfg['patch_size']
     return (fmap // 2 ** (cfg['num_hierarchies'] - 1)) ** 2
+
+def config_label(cfg: dict) -> str:
+    "An HTNet configuration in one line: input/patch, levels, width, repeats and tokens per attention block."
+    return (f"{cfg['image_size']}/{cfg['patch_size']}, {cfg['num_hierarchies']} levels, dim {cfg['dim']}, "
+            f"repeats {tuple(cfg['block_repeats'])}: {tokens_per_block(cfg)} token(s) per attention block")
+
+def model_cost(cfg: dict) -> dict:
+    "Parameters and FLOPs per sample (FlopCounterMode, batch 1) of an HTNet configuration, counted on the meta device."
+    with torch.device('meta'): m = HTNet(**cfg)
+    return {'params': count_params(m), 'flops': count_flops(m)}
+
+def cpu_latency_ms(model, image_size: int, reps: int = 30) -> float:
+    "Median wall time (ms) of one forward pass of one sample on the CPU, one torch thread."
+    import statistics, time
+    model = model.cpu().eval()
+    x = torch.rand(1, 3, image_size, image_size)
+    n0 = torch.get_num_threads(); torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            for _ in range(3): model(x)
+            ts = []
+            for _ in range(reps):
+                t0 = time.perf_counter(); model(x); ts.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(n0)
+    return 1e3 * statistics.median(ts)

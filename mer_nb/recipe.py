@@ -46,6 +46,9 @@ PRESETS = {
                     lr=1e-3, synthetic=dict(n_subjects=4, per_class=3), n_boot=100),
     'quick': Preset('quick', model=dict(PAPER_CONFIG, dim=32, heads=2, block_repeats=(1, 1, 2)), epochs=60, batch_size=32,
                     lr=1e-3, weight_decay=1e-4, class_weight='balanced', synthetic=dict(n_subjects=12, per_class=6), workers=2),
+    # quick's training at the paper's depth and heads (block_repeats (2, 2, 10): 11 removable attention sub-layers for ESAAT)
+    'deep': Preset('deep', model=dict(PAPER_CONFIG, dim=32, heads=3), epochs=60, batch_size=32,
+                   lr=1e-3, weight_decay=1e-4, class_weight='balanced', synthetic=dict(n_subjects=12, per_class=6), workers=2),
     'paper': Preset('paper', model=dict(PAPER_CONFIG), epochs=800, batch_size=256, lr=5e-5,
                     synthetic=dict(n_subjects=24, per_class=10)),
     'demo': Preset('demo', model=dict(PAPER_CONFIG, dim=32, heads=2, block_repeats=(1, 1, 2)), epochs=20, batch_size=8,
