@@ -28,7 +28,8 @@ import mer_nb
 from .core import (ISA_PINS, ISAS, MerError, atomic_write, cache_dir, can_pin, environment_info, git_revision, inside, isa_label,
                          isa_setting, one_line_warning, training_isa, write_json)
 from .recipe import PRECISIONS, PRESETS, RECIPES, Preset, get_preset, gpu_estimate, parse_seeds   # seeds: read once, in recipe
-from .cv import make_folds, run_cv, training_code
+from .cv import make_folds, run_cv
+from .store import training_code
 from .report import RESULT_SUFFIXES, publish, result_folder, update_readme
 
 # %% auto #0

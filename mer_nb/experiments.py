@@ -27,7 +27,8 @@ from .metrics import compare_arms, score_predictions, uar, uf1
 from .htnet import HTNet, PAPER_CONFIG, count_flops, count_params, tokens_per_block
 from .recipe import RECIPES, Preset, as_list, get_method, get_preset, method_inputs, parse_seeds
 from .train import SELECTIONS
-from .cv import record_paths, run_cv, training_code
+from .cv import record_paths, run_cv
+from .store import training_code
 from .baselines import BASELINES, REFERENCES, USES_FACES, describe_input   # importing registers the baselines
 from .esaat import RANDOM_DRAWS, esaat_records, paper_rule_removal, plot_scores   # importing registers ESAAT and its controls
 from .diffusion import DiffusionAugment, fit_records, fold_records, quality_report

@@ -116,7 +116,7 @@ def test_run_json_records_the_training_code_the_kernel_used(tmp_path, monkeypatc
     imports a copy of the package whose training code differs (one statement added to `core`)."""
     import shutil
     import mer_nb
-    from mer_nb.cv import training_code
+    from mer_nb.store import training_code
     pkg = tmp_path / 'pkg'
     shutil.copytree(Path(mer_nb.__file__).parent, pkg / 'mer_nb', ignore=shutil.ignore_patterns('__pycache__'))
     core = pkg / 'mer_nb' / 'core.py'
@@ -124,7 +124,7 @@ def test_run_json_records_the_training_code_the_kernel_used(tmp_path, monkeypatc
     monkeypatch.setenv('PYTHONPATH', str(pkg))                  # the kernel's mer_nb; this process keeps its own
     reproduce('smoke', None, 'table4', tmp_path / 'out', log_output=False, extra={'configs': ['preset'], 'positions': ['lape']})
     run = json.loads((tmp_path / 'out' / 'table4' / 'run.json').read_text())
-    kernel = subprocess.run([sys.executable, '-c', 'from mer_nb.cv import training_code; print(training_code())'],
+    kernel = subprocess.run([sys.executable, '-c', 'from mer_nb.store import training_code; print(training_code())'],
                             capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()   # PYTHONPATH: the copy's
     assert run['training_code'] == kernel != training_code()
     assert 'the training code on disk changed while table4 ran' in capsys.readouterr().out
