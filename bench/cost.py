@@ -76,7 +76,7 @@ def _augment(p, cache):
 
 
 def _key(r, ds, p, cache='/nonexistent') -> str:
-    from mer_nb.cv import run_key
+    from mer_nb.store import run_key
     return run_key(ds, p, r['protocol'], r['k'], 'full', r['model_kw'], r['method'], _augment(p, cache) if r['augment'] else None)
 
 

@@ -28,16 +28,17 @@ import mer_nb
 from .core import (ISA_PINS, ISAS, MerError, atomic_write, cache_dir, can_pin, environment_info, git_revision, inside, isa_label,
                          isa_setting, one_line_warning, training_isa, write_json)
 from .recipe import PRECISIONS, PRESETS, RECIPES, Preset, get_preset, gpu_estimate, parse_seeds   # seeds: read once, in recipe
-from .cv import make_folds, run_cv, training_code
+from .cv import make_folds, run_cv
+from .store import training_code
 from .experiments import ARTEFACTS, get_artefact, load_artefacts
 from .diffusion import DiffusionAugment
-from .report import RESULT_SUFFIXES, publish, result_folder, update_readme
+from .report import RESULT_SUFFIXES, publish, result_folder, result_stem, update_readme
 
 # %% auto #0
 __all__ = ['RESERVED_PARAMS', 'experiments_dir', 'parse_only', 'notebook_of', 'check_workers', 'parse_params', 'parse_sets',
            'notebook_params', 'check_writable', 'kernel_manager', 'run_notebook', 'check_outside_data', 'check_device',
-           'reproduce', 'replay', 'replay_lines', 'Stopped', 'end_children', 'stop_on_signals', 'parser', 'error_line',
-           'pin_process', 'main']
+           'reproduce', 'replay', 'replay_lines', 'rescore', 'Stopped', 'end_children', 'stop_on_signals', 'parser',
+           'error_line', 'pin_process', 'main']
 
 # %% ../nbs/25_cli.ipynb #74c42d4f
 load_artefacts()      # the registry (experiments.ARTEFACTS) with every artefact the package declares
@@ -265,7 +266,7 @@ def _checked(preset, data, only, out, workers, device, overrides, extra, results
     for name in names: check_writable(out/name, '--out', folder=True)      # an artefact folder that is a file
     if results is not None:
         results = check_writable(results, '--results', folder=True)
-        for name in names: check_writable(results/result_folder(name, extra.get('configs') if 'configs' in declared[name] else None), '--results', folder=True)
+        for name in names: check_writable(results/result_folder(name, extra.get('configs') if 'configs' in declared[name] else None, p.name), '--results', folder=True)
     return p, names, extra, declared, out, results
 
 def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=None, workers: int | None = None,
@@ -307,7 +308,7 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
                                      'seeds': seeds, 'git_revision': revision, 'training_code': code, **environment_info(), **({'device': device} if device else {}),
                                      'wall_seconds': {name: round(wall, 1)}, 'command': shlex.join(sys.argv)})
         index[name] = (adir, wall)
-        if results is not None and rank == 0: publish(adir, results/result_folder(name, params.get('configs')))
+        if results is not None and rank == 0: publish(adir, results/result_folder(name, params.get('configs'), p.name))
         print(f'[mer-nb] artefact {i} of {len(names)}: {name} done in {wall:.0f} s; table: {adir/(name + ".md")}', flush=True)
     lines = [f'# mer-nb reproduce: preset {p.name}, {len(index)} artefact(s) in {time.time() - t0:.0f} s', '']
     for name, (adir, wall) in index.items():
@@ -378,6 +379,79 @@ def replay_lines(r: dict) -> list[str]:
         out.append(f"  {sel}: {s['same_class']} of {s['samples']} samples get the committed class ({100 * s['same_class'] / s['samples']:.1f}%), "
                    f"largest probability difference {s['max_prob_diff']:.3g}; UF1 {s['uf1']:.4f} (committed {s['uf1_committed']:.4f})")
     return out
+
+# %% ../nbs/25_cli.ipynb #29fa4eac
+def _artefact_options(art, adir: Path, name: str, params: dict) -> dict:
+    "The artefact's own options as its run recorded them (a notebook's parameters that its `arms` takes; Table 5's `config` from its folder)."
+    import inspect
+    sig = inspect.signature(art.arms).parameters if art.arms else {}
+    opts = {k: v for k, v in params.items() if k in sig and k != 'exp'}
+    if 'config' in sig:
+        stem = result_stem(adir)
+        opts['config'] = stem[len(name) + 1:] or 'preset'
+    return opts
+
+def _replace_comparisons(md: str, new: str) -> str:
+    "The Markdown with its comparisons section (the note from '**Comparisons** (' and the table after it) replaced by `new`."
+    i = md.find('**Comparisons** (')
+    if i < 0: return md.rstrip('\n') + '\n\n' + new
+    lines, j, seen = md[i:].split('\n'), 0, False
+    for j, line in enumerate(lines):
+        if line.startswith('|'): seen = True
+        elif seen: break
+    else: j = len(lines)
+    return md[:i] + new + ('\n' + '\n'.join(lines[j:]) if j < len(lines) else '\n')
+
+def _with_deviations(md: str, preset) -> str:
+    "The Markdown with the preset's deviations from the paper (`experiments.deviations`) after its protocol paragraph."
+    from mer_nb.experiments import deviations
+    if '**Deviations from the paper' in md or '**Protocol**' not in md: return md
+    head, rest = md.split('**Protocol**', 1)
+    para, _, tail = rest.partition('\n\n')
+    return head + '**Protocol**' + para + '\n\n' + deviations(preset) + ('\n\n' + tail if tail else '\n')
+
+
+# %% ../nbs/25_cli.ipynb #82aad382
+def rescore(adir, data=None) -> dict:
+    """Recompute a committed artefact folder from its per-sample predictions, without training: its comparisons
+    (`comparisons*.csv`, with today's families, Holm correction and smallest resolvable difference) and their Markdown,
+    the deviations line; and, for an artefact that renders from predictions alone (`Artefact.needs_runs` False), its whole
+    table and figures too. `data`: the dataset it was trained on (default: as its run.json records). Its run.json
+    records the rescoring. Returns {file: 'rewritten' | 'kept'}."""
+    from mer_nb.experiments import Experiment, compare_arms, overall_name, run_artefact
+    from mer_nb.report import comparisons_md
+    adir = Path(adir)
+    run, pfile, preds = _committed(adir)
+    name, params = run['artefact'], run.get('parameters', {})
+    art = get_artefact(name)
+    p = get_preset(run['preset']['name'], **(params.get('overrides') or {}))
+    stem = result_stem(adir)
+    with tempfile.TemporaryDirectory() as tmp:
+        exp = Experiment.create(p.name, data if data is not None else params.get('data'), Path(tmp)/name, seeds=run['seeds'],
+                                selections=params.get('selections', ('last', 'best-on-test')), protocol=params.get('protocol', 'loso'),
+                                k=params.get('k', 5), progress=False, overrides=params.get('overrides'),
+                                kinds=('synthetic', 'composite', 'casme3'))
+        opts = _artefact_options(art, adir, name, params)
+        done = {}
+        if not art.needs_runs:       # the whole table from the predictions
+            res = run_artefact(exp, name, predictions=preds, **opts)
+            for f in (adir/'run.json', *adir.glob('*.ipynb')): shutil.copy(f, exp.out/f.name)
+            for f in publish(exp.out, adir): done[f.name] = 'rewritten'
+        else:                        # its comparisons and text only: the rest reads fold records or caches not committed
+            arms = art.arms(exp, **opts)
+            derived = art.derive(exp, preds, arms) if art.derive else None
+            both = preds if derived is None or not len(derived) else pd.concat([preds, derived.drop(columns='run')], ignore_index=True)
+            c = compare_arms(both, art.comparisons(exp, arms, **opts), n_boot=p.n_boot, overall=overall_name(exp.dataset()), **art.compare_kw)
+            cname = 'comparisons' if stem == name else f'comparisons{stem[len(name):]}'
+            atomic_write(adir/f'{cname}.csv', c.to_csv(index=False)); done[f'{cname}.csv'] = 'rewritten'
+            md = (adir/f'{stem}.md').read_text()
+            atomic_write(adir/f'{stem}.md', _with_deviations(_replace_comparisons(md, comparisons_md(c, art.comparisons_note)), p))
+            done[f'{stem}.md'] = 'rewritten'
+    run['rescored'] = {'command': shlex.join(sys.argv), 'git_revision': git_revision(Path(mer_nb.__file__).parent),
+                       'note': 'recomputed from the committed predictions without training: comparisons' + ('' if art.needs_runs else ', scores, tables and figures')}
+    write_json(adir/'run.json', run)
+    return done
+
 
 # %% ../nbs/25_cli.ipynb #a1d38e77
 class Stopped(BaseException):
@@ -489,6 +563,10 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument('--saliency', default=None, help='write the region saliency image (PNG) here')
     pr.add_argument('--saliency-method', default='occlusion', choices=['occlusion', 'gradient'], help='how region saliency is measured')
     pr.add_argument('--flow', default=None, choices=['tvl1', 'farneback'], help="flow method (default: the weights' pipeline)")
+    rs2 = sub.add_parser('rescore', help='recompute committed artefact folders from their predictions (comparisons; whole tables where '
+                         'they read nothing else), without training', **kw)
+    rs2.add_argument('folders', nargs='+', help='artefact folders of results/, e.g. results/table1 results/noise')
+    rs2.add_argument('--data', default=None, help="the dataset they were trained on (default: as each run.json records)")
     rp = sub.add_parser('replay', help='retrain one committed arm and compare its predictions with the committed ones, bit for bit', **kw)
     rp.add_argument('results', help='an artefact folder of results/ (its run.json and <name>_predictions.csv.gz), e.g. results/table1')
     rp.add_argument('--data', default=None, help='the dataset it was trained on (default: the embedded synthetic set)')
@@ -543,6 +621,10 @@ def _run(a) -> int:
         from mer_nb.predict import predict_command
         if a.saliency: check_writable(a.saliency, '--saliency')
         predict_command(a.onset, a.apex, a.weights, a.saliency, a.saliency_method, a.flow)
+    elif a.cmd == 'rescore':
+        for f in a.folders:
+            done = rescore(f, a.data)
+            print(f'mer-nb rescore: {f}: ' + ', '.join(sorted(done)))
     elif a.cmd == 'replay':
         check_outside_data(a.out, a.data, '--out')
         r = replay(a.results, a.data, a.method, a.seed, a.folds, a.out, a.workers)

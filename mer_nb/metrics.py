@@ -16,7 +16,7 @@ from .core import CLASSES, MerError
 
 # %% auto #0
 __all__ = ['LABELS', 'METRICS', 'uf1', 'uar', 'bootstrap_ci', 'cluster_bootstrap_ci', 'score_predictions', 'paired_comparison',
-           'holm', 'compare_arms', 'verdict', 'plot_confusion']
+           'holm', 'compare_arms', 'min_detectable', 'verdict', 'plot_confusion']
 
 # %% ../nbs/07_metrics.ipynb #facf7708
 LABELS = list(range(len(CLASSES)))
@@ -221,7 +221,10 @@ def _arm_label(filters: dict) -> str:
 def compare_arms(preds: pd.DataFrame, comparisons, by=(), metric: str = 'UF1', selection: str | None = 'last',
                  per_dataset: bool = False, paired_seeds: bool = True, n_boot: int = 1000, n_perm: int = 10000,
                  alpha: float = 0.05, seed: int = 0, overall: str = 'composite') -> pd.DataFrame:
-    "One row per comparison of two arms of `preds`: diff b - a, paired subject-level interval, p, Holm p over all rows, verdict."
+    """One row per comparison of two arms of `preds`: diff b - a, paired subject-level interval, p, its family, Holm p within
+    the family, the smallest difference the design resolves (`mde`) and the verdict. The **primary** family is the question
+    the comparisons are made for: `metric` UF1 on all samples (`overall`) under `last`; every other row (per source dataset,
+    another metric, a named selection such as the leaky one) is **secondary**, exploratory, corrected among its own."""
     need = {'id', 'seed', 'subject', 'label', 'pred'} - set(preds.columns)
     if need: raise MerError(f'compare_arms: the predictions lack the columns {", ".join(sorted(need))}')
     by = list(by); rows = []
@@ -261,9 +264,24 @@ def compare_arms(preds: pd.DataFrame, comparisons, by=(), metric: str = 'UF1', s
                              'selection': sel, 'dataset': dname, **r})
     out = pd.DataFrame(rows)
     if out.empty: return out
-    out.insert(out.columns.get_loc('p') + 1, 'p_holm', holm(out['p'].to_numpy()))
+    primary = (out['dataset'] == overall) & (out['selection'] == 'last') & (out['metric'] == 'UF1')
+    out.insert(out.columns.get_loc('p') + 1, 'family', np.where(primary, 'primary', 'secondary'))
+    p_holm, mde = np.empty(len(out)), np.empty(len(out))
+    for _, idx in out.groupby('family').indices.items():
+        p_holm[idx] = holm(out['p'].to_numpy()[idx])
+        mde[idx] = min_detectable(out['ci_low'].to_numpy()[idx], out['ci_high'].to_numpy()[idx], len(idx), alpha)
+    out.insert(out.columns.get_loc('family') + 1, 'p_holm', p_holm)
+    out.insert(out.columns.get_loc('p_holm') + 1, 'mde', mde)
     out['verdict'] = verdict(out['diff'].to_numpy(), out['p_holm'].to_numpy())
     return out
+
+def min_detectable(ci_low, ci_high, family_size: int = 1, alpha: float = 0.05, power: float = 0.8):
+    """The smallest difference a comparison would resolve with probability `power`: (z_(1 - alpha / 2m) + z_power) x SE,
+    SE from the 95% interval's half-width (/ 1.96), m the family's size (Holm's first step, the strictest). A
+    "not resolved" reads as "smaller than this, if any"."""
+    from scipy.stats import norm
+    se = (np.asarray(ci_high, float) - np.asarray(ci_low, float)) / (2 * norm.ppf(0.975))
+    return (norm.ppf(1 - alpha / (2 * max(1, family_size))) + norm.ppf(power)) * se
 
 def verdict(diff, p_holm, level: float = 0.05):
     "A comparison's verdict from b - a and its Holm p: 'not resolved' (p_holm >= level), else 'b better' or 'a better' (arrays too)."

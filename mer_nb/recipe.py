@@ -122,7 +122,7 @@ class Method:
     use_preset_model: bool = False        # True: the preset's `model` dict is the default keyword arguments (HTNet)
     reference: str = ''
     # optional per-fold step after training (torch only), e.g. ESAAT's pruning and fine-tuning: called as
-    # post_train(model, x_train, y_train, evals, preset, seed, device, progress, logs, losses) -> (logs, losses, extra);
+    # post_train(model, x_train, y_train, evals, preset, seed, device, progress, logs, losses, fold=name) -> (logs, losses, extra);
     # it sees the fold's training samples only; `extra` (name -> array) is stored in the fold record as `post_<name>`.
     # Its repr() enters the run key, so give it a deterministic one (e.g. a dataclass).
     post_train: object = None

@@ -19,9 +19,9 @@ from .train import LEAKY
 __all__ = ['DATASET_NAMES', 'COMPARISONS_NOTE', 'RESULT_SUFFIXES', 'README_START', 'README_END', 'HEADLINE_START', 'HEADLINE_END',
            'OVERALL', 'PROTOCOLS', 'SUMMARY_RUNS', 'SUMMARY_COMPARISONS', 'HEADLINE_NOTE', 'render_table', 'bar_chart',
            'chance_line', 'save_figure', 'uf1_bars', 'confusion_grid', 'render_aug', 'quality_md', 'sample_grid',
-           'seed_figure', 'removal_figure', 'cost_figure', 'fold_bars', 'comparisons_md', 'Result', 'write_result',
-           'publish', 'result_folder', 'result_stem', 'artefact_provenance', 'artefact_comparisons', 'results_summary',
-           'headline_summary', 'update_readme']
+           'seed_figure', 'removal_figure', 'cost_figure', 'fold_bars', 'calibration_figure', 'comparisons_md',
+           'Result', 'write_result', 'publish', 'result_folder', 'result_stem', 'artefact_provenance',
+           'artefact_comparisons', 'results_summary', 'headline_summary', 'update_readme']
 
 # %% ../nbs/18_report.ipynb #392ef9c0
 DATASET_NAMES = {'composite': 'Composite', 'smic': 'SMIC', 'samm': 'SAMM', 'casme2': 'CASME II', 'synthetic': 'Synthetic',
@@ -211,21 +211,42 @@ def fold_bars(uf: pd.DataFrame, path, title: str) -> Path:
     ax.legend(fontsize=7); ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
+# %% ../nbs/18_report.ipynb #bfae31bc
+def calibration_figure(cal: pd.DataFrame, path) -> Path:
+    """The noise floor's calibration (`noise.calibration`): left, b - a with its 95% interval for every split of the seeds,
+    sorted (red: the interval excludes 0); right, the p-values against the uniform distribution a calibrated test gives."""
+    import matplotlib.pyplot as plt
+    c = cal.sort_values('diff').reset_index(drop=True)
+    excl = (c.ci_low > 0) | (c.ci_high < 0)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.4))
+    ax0.errorbar(c.index, c['diff'], yerr=[c['diff'] - c.ci_low, c.ci_high - c['diff']], fmt='none', ecolor=np.where(excl, 'tab:red', 'lightgray'), lw=0.8)
+    ax0.plot(c.index, c['diff'], 'k.', ms=3); ax0.axhline(0, color='k', lw=0.6)
+    ax0.set(xlabel=f'split of the seeds (sorted by b - a), {len(c)} splits', ylabel='UF1 b - a [95%]',
+            title=f'same configuration, two seed sets: {excl.mean():.1%} of intervals exclude 0')
+    ps = np.sort(c.p.to_numpy())
+    ax1.plot(np.arange(1, len(ps) + 1) / (len(ps) + 1), ps, 'o', ms=3); ax1.plot([0, 1], [0, 1], 'k--', lw=0.8)
+    ax1.set(xlabel='uniform quantile', ylabel='p (sorted)', title=f'p < 0.05 in {(c.p < 0.05).mean():.1%} of splits')
+    return save_figure(fig, path)
+
 # %% ../nbs/18_report.ipynb #ee1f983d
-COMPARISONS_NOTE = ('**Comparisons** (paired over subjects on the same folds and seeds; b - a of UF1 under `last`, the primary '
-                    'endpoint, on all samples and per source dataset; 95% interval: paired cluster bootstrap over subjects; p: sign-flip '
-                    'permutation test over subjects; Holm: corrected across this table\'s comparisons; "not resolved": Holm p >= 0.05; '
-                    'agreement: share of samples and seeds where the two arms predict the same class).')
+COMPARISONS_NOTE = ('**Comparisons** (paired over subjects on the same folds and seeds; b - a of UF1, on all samples and per source '
+                    'dataset; 95% interval: paired cluster bootstrap over subjects; p: sign-flip permutation test over subjects. '
+                    'Family *primary*: UF1 on all samples under `last`, the questions the table exists to answer, Holm-corrected among '
+                    'themselves; *secondary* (per source dataset, another selection such as the leaky one): exploratory, Holm-corrected '
+                    'among their own. "not resolved": Holm p >= 0.05; resolves: the smallest difference the design resolves with 80% '
+                    'power at Holm\'s strictest step, so "not resolved" reads "smaller than that, if any"; agreement: share of samples '
+                    'and seeds where the two arms predict the same class).')
 
 def comparisons_md(c: pd.DataFrame, note: str = COMPARISONS_NOTE) -> str:
     "A family of comparisons (`metrics.compare_arms`) as Markdown, after the note saying how to read it."
     if c.empty: return ''
     by = [k for k in c.columns if k not in ('comparison', 'a', 'b', 'selection', 'dataset', 'metric', 'value_a', 'value_b', 'diff', 'ci_low',
-                                            'ci_high', 'p', 'p_holm', 'n_subjects', 'n_samples', 'n_seeds', 'agreement', 'verdict')]
+                                            'ci_high', 'p', 'p_holm', 'n_subjects', 'n_samples', 'n_seeds', 'agreement', 'verdict', 'family', 'mde')]
     t = pd.DataFrame({**{k: c[k] for k in by}, 'comparison (b vs a)': c.comparison, 'selection': c.selection.fillna('as named'),
                       'data': c.dataset.map(lambda d: DATASET_NAMES.get(d, d)), 'a': c.value_a.map('{:.4f}'.format),
                       'b': c.value_b.map('{:.4f}'.format), 'b - a [95%]': [f'{d:+.4f} [{lo:+.3f}, {hi:+.3f}]' for d, lo, hi in zip(c['diff'], c.ci_low, c.ci_high)],
-                      'p': c.p.map('{:.3f}'.format), 'Holm p': c.p_holm.map('{:.3f}'.format), 'verdict': c.verdict,
+                      'p': c.p.map('{:.3f}'.format), **({'family': c.family} if 'family' in c else {}), 'Holm p': c.p_holm.map('{:.3f}'.format),
+                      **({'resolves': c.mde.map('{:.3f}'.format)} if 'mde' in c else {}), 'verdict': c.verdict,
                       'agreement': c.agreement.map('{:.0%}'.format), 'subjects': c.n_subjects, 'seeds': c.n_seeds})
     return note + '\n\n' + t.to_markdown(index=False)
 
@@ -295,13 +316,14 @@ def _seed_ranges(seeds) -> str:
 
 def _p(p) -> str: return '—' if pd.isna(p) else '< 0.001' if p < 0.001 else f'{p:.3f}'
 
-def result_folder(name: str, configs=None) -> str:
+def result_folder(name: str, configs=None, preset: str | None = None) -> str:
     """The subfolder of a results folder that a run of artefact `name` is published to: `name`, or `name_<config>` when the
     run made only configurations other than the preset's (a notebook's `configs` parameter, e.g. Table 5's 'attending'), so
     that a configuration trained in a run of its own sits beside the preset's (each with its own `run.json`) instead of
-    replacing it."""
+    replacing it; then `_<preset>` for a preset other than `quick` (e.g. `table5_deep`), so that the CPU preset's results stay."""
     configs = [str(c) for c in (configs or ())]
-    return name if not configs or 'preset' in configs else '_'.join([name, *configs])
+    base = name if not configs or 'preset' in configs else '_'.join([name, *configs])
+    return base if preset in (None, 'quick') else f'{base}_{preset}'
 
 def result_stem(adir) -> str:
     """The stem of an artefact folder's main table: the folder's name where it holds `<folder>.md` (`table5_attending`),
@@ -338,7 +360,7 @@ def artefact_provenance(adir, base=None) -> dict:
             'full tables': _link(adir, name, base)}
 
 _COMPARISON_COLS = {'comparison', 'a', 'b', 'selection', 'dataset', 'metric', 'value_a', 'value_b', 'diff', 'ci_low', 'ci_high', 'p',
-                    'p_holm', 'n_subjects', 'n_samples', 'n_seeds', 'agreement', 'verdict'}
+                    'p_holm', 'n_subjects', 'n_samples', 'n_seeds', 'agreement', 'verdict', 'family', 'mde'}
 
 def _arm_filters(label) -> dict:
     "An arm's label (`metrics._arm_label`) back to its filters: 'method=HTNet, selection=last' -> {'method': 'HTNet', 'selection': 'last'}."
@@ -367,11 +389,11 @@ def artefact_comparisons(adir) -> pd.DataFrame:
     adir = Path(adir)
     name = json.loads((adir/'run.json').read_text())['artefact']
     rows = []
-    def row(label, keys, comparison, data, ua, ub, diff, lo, hi, p, p_holm, verdict):
+    def row(label, keys, comparison, data, ua, ub, diff, lo, hi, p, p_holm, verdict, family, mde):
         rows.append({'artefact': f'`{label}`' + ''.join(f', {k} {v}' for k, v in keys.items()),
                      'comparison (b vs a)': comparison + ('' if data == 'composite' else f' ({DATASET_NAMES.get(data, data)})'),
-                     'UF1 a': ua, 'UF1 b': ub, 'b - a [95%]': f'{diff:+.3f} [{lo:+.3f}, {hi:+.3f}]', 'p': _p(p), 'Holm p': _p(p_holm),
-                     'verdict': verdict})
+                     'UF1 a': ua, 'UF1 b': ub, 'b - a [95%]': f'{diff:+.3f} [{lo:+.3f}, {hi:+.3f}]', 'p': _p(p), 'family': family,
+                     'Holm p': _p(p_holm), 'resolves': '—' if pd.isna(mde) else f'{mde:.3f}', 'verdict': verdict})
     files = sorted(adir.glob('comparisons*.csv'), key=lambda f: (f.stem != 'comparisons', f.name))
     for cf in files:
         stem = name + cf.stem[len('comparisons'):]
@@ -388,16 +410,18 @@ def artefact_comparisons(adir) -> pd.DataFrame:
             base = {**keys, 'dataset': r['dataset'], **({} if pd.isna(r.get('selection')) else {'selection': r['selection']})}
             row(label, {k: v for k, v in keys.items() if k in shown}, r['comparison'], r['dataset'], _arm_uf1(sc, {**base, **_arm_filters(r.get('a'))}, r.get('value_a', np.nan)),
                 _arm_uf1(sc, {**base, **_arm_filters(r.get('b'))}, r.get('value_b', np.nan)), r['diff'], r['ci_low'], r['ci_high'],
-                r['p'], r['p_holm'], r['verdict'])
-    return pd.DataFrame(rows, columns=['artefact', 'comparison (b vs a)', 'UF1 a', 'UF1 b', 'b - a [95%]', 'p', 'Holm p', 'verdict'])
+                r['p'], r['p_holm'], r['verdict'], r.get('family', 'primary'), r.get('mde', np.nan))
+    return pd.DataFrame(rows, columns=['artefact', 'comparison (b vs a)', 'UF1 a', 'UF1 b', 'b - a [95%]', 'p', 'family', 'Holm p', 'resolves', 'verdict'])
 
 SUMMARY_RUNS = ('**What was run**: one row per folder of `results/`; training: the core-hours its fold records took. Each '
                 'folder\'s page holds the full tables (every row and source dataset, UAR, leaky selections, the seed ensemble), '
                 'figures, executed notebook, comparisons and per-sample predictions.')
-SUMMARY_COMPARISONS = ('**Every comparison**, the claims of the tables: UF1 on all samples under `last` (the primary endpoint, '
-                       'unless the comparison names another selection), mean ± sd over seeds; b - a paired over subjects on the same '
-                       'folds and seeds, with its 95% interval (paired cluster bootstrap) and sign-flip permutation p; Holm p: '
-                       'corrected across its table\'s family, which also holds the per-dataset rows; "not resolved": Holm p >= 0.05.')
+SUMMARY_COMPARISONS = ('**Every comparison** on all samples: UF1, mean ± sd over seeds; b - a paired over subjects on the same '
+                       'folds and seeds, with its 95% interval (paired cluster bootstrap) and sign-flip permutation p. Family '
+                       '*primary*: UF1 under `last`, the questions a table exists to answer, Holm-corrected among its table\'s primary '
+                       'rows only; *secondary*: exploratory (a named selection such as the leaky one; the per-dataset rows, in each '
+                       'folder), corrected among their own. "not resolved": Holm p >= 0.05; resolves: the smallest difference the '
+                       'design resolves (80% power), so "not resolved" reads "smaller than that, if any".')
 
 def _artefact_dirs(results, order=()) -> list[Path]:
     "The artefact folders of `results` (those with a `run.json`), those of `order` first, a configuration's folder after its artefact's."
@@ -419,7 +443,8 @@ def results_summary(results, order=(), base=None) -> str:
     return '\n\n'.join(md) + '\n'
 
 HEADLINE_NOTE = ('Each table\'s first comparison, and every one that is resolved: composite UF1 under `last` unless it names another '
-                 'selection, mean ± sd over seeds; b - a paired over subjects with its 95% interval; Holm p within its table.')
+                 'selection, mean ± sd over seeds; b - a paired over subjects with its 95% interval; Holm p within its table\'s family '
+                 '(primary: the table\'s own questions); resolves: the smallest difference the design would resolve.')
 
 def headline_summary(results, order=(), base=None) -> str:
     """The short headline table of the front page: per artefact folder its first comparison (the question the table asks),

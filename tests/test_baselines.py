@@ -7,6 +7,7 @@ import torch
 
 import mer_nb.recipe as R
 import mer_nb.cv as CV
+import mer_nb.store as ST
 from mer_nb.recipe import describe_input
 from mer_nb.baselines import (BASELINES, MobileViT, OFFApexNet, STSTNet, USES_FACES, biwoof_features,
                               lbp_histograms, lbptop_features, orientation_histograms, signed_flow)
@@ -100,7 +101,7 @@ def test_registered_and_picklable():
 def test_run_key_sees_faces(easy):
     p = R.get_preset('smoke')
     no_faces = MERDataset(**{**easy.__dict__, 'faces': None})
-    assert CV.run_key(easy, p, 'loso', 5, 'full', method='LBP-TOP') != CV.run_key(no_faces, p, 'loso', 5, 'full', method='LBP-TOP')
+    assert ST.run_key(easy, p, 'loso', 5, 'full', method='LBP-TOP') != ST.run_key(no_faces, p, 'loso', 5, 'full', method='LBP-TOP')
 
 
 @pytest.mark.parametrize('name', BASELINES)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import mer_nb.esaat as E
 import mer_nb.recipe as R
 import mer_nb.cv as CV
+import mer_nb.store as ST
 from mer_nb.data import model_input
 from mer_nb.agent import AgentAttention, agent_from_softmax
 from mer_nb.htnet import HTNet, PAPER_CONFIG, count_flops, count_params
@@ -137,7 +138,7 @@ def test_post_train_hook_sees_training_samples_only(toy_dataset, tmp_path):
 
     class Hook:
         def __repr__(self): return 'Hook()'
-        def __call__(self, model, x_train, y_train, evals, preset, seed, device, progress, logs, losses):
+        def __call__(self, model, x_train, y_train, evals, preset, seed, device, progress, logs, losses, fold=None):
             seen.append(x_train.copy())
             return {k: v[-1:] * 0 + 7 for k, v in logs.items()}, losses[-1:], {'n_train': len(x_train)}
 
@@ -145,7 +146,7 @@ def test_post_train_hook_sees_training_samples_only(toy_dataset, tmp_path):
     try:
         preset = R.get_preset('smoke', epochs=2)
         preds = CV.run_cv(toy_dataset, preset, tmp_path, protocol='kfold', k=2, selections=('last',), method='hooked', progress=False)
-        assert CV.run_key(toy_dataset, preset, 'kfold', 2, 'full', None, 'hooked') != CV.run_key(toy_dataset, preset, 'kfold', 2, 'full', None, 'HTNet')
+        assert ST.run_key(toy_dataset, preset, 'kfold', 2, 'full', None, 'hooked') != ST.run_key(toy_dataset, preset, 'kfold', 2, 'full', None, 'HTNet')
     finally:
         del R.METHODS['hooked']
     x = model_input(toy_dataset)

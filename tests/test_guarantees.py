@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 
 import mer_nb.cv as CV
+import mer_nb.store as ST
 import mer_nb.metrics as M
 import mer_nb.recipe as R
 import mer_nb.train as T
@@ -119,7 +120,7 @@ def test_collect_predictions_inner_val_epoch_from_validation(tmp_path):
     to the predictions table (`collect_predictions` passing test data as validation data, or `select_epoch`)."""
     ds = _label_dataset(np.array([0, 1, 2, 0, 1, 2]))
     p = _record(tmp_path / 'f.npz', test_idx=np.arange(3), test_logits=TEST_LOGITS, val_idx=np.arange(3, 6), val_logits=VAL_LOGITS)
-    out = CV.collect_predictions(ds, {('inner', 0, 'sub-0'): p}, None, ('inner-val',), 'HTNet', 'loso')
+    out = ST.collect_predictions(ds, {('inner', 0, 'sub-0'): p}, None, ('inner-val',), 'HTNet', 'loso')
     assert out.selection.tolist() == ['inner-val'] * 3
     assert out.epoch.tolist() == [2, 2, 2]              # 1-based: epoch index 1, the validation best
     assert out.pred.tolist() == [1, 2, 0]               # the test predictions of that epoch (all wrong)
@@ -133,7 +134,7 @@ def test_probabilities_are_each_samples_softmax_over_classes(tmp_path):
     ds = _label_dataset(np.array([2, 0, 1]))
     logits = np.log(np.array([[1, 2, 7], [3, 1, 1], [1, 1, 2]], np.float32))[None]   # softmax: exp(l) / sum exp(l)
     p = _record(tmp_path / 'f.npz', test_idx=np.arange(3), test_logits=logits)
-    out = CV.collect_predictions(ds, {('full', 0, 'sub-0'): p}, None, ('last',), 'HTNet', 'loso')
+    out = ST.collect_predictions(ds, {('full', 0, 'sub-0'): p}, None, ('last',), 'HTNet', 'loso')
     prob = out[['p0', 'p1', 'p2']].to_numpy()
     np.testing.assert_allclose(prob, [[0.1, 0.2, 0.7], [0.6, 0.2, 0.2], [0.25, 0.25, 0.5]], rtol=1e-6)
     np.testing.assert_allclose(prob.sum(1), 1.0, rtol=1e-6)
@@ -152,7 +153,7 @@ def test_best_on_test_ties_go_to_the_later_epoch(tmp_path):
     assert T.select_epoch('best-on-test', logits, y) == 3
     ds = _label_dataset(y)
     p = _record(tmp_path / 'f.npz', test_idx=np.arange(3), test_logits=logits)
-    out = CV.collect_predictions(ds, {('full', 0, 'sub-0'): p}, None, ('best-on-test',), 'HTNet', 'loso')
+    out = ST.collect_predictions(ds, {('full', 0, 'sub-0'): p}, None, ('best-on-test',), 'HTNet', 'loso')
     assert out.epoch.tolist() == [4, 4, 4] and out.pred.tolist() == [0, 1, 1]
 
 

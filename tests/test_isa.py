@@ -80,7 +80,7 @@ def test_native_is_its_own_run_key_and_recorded(toy_dataset, tmp_path):
     and the label names what it used."""
     import pickle
     (tmp_path / 'ds.pkl').write_bytes(pickle.dumps(toy_dataset))
-    code = ('import pickle, sys; from mer_nb.cv import run_key; from mer_nb.recipe import get_preset; '
+    code = ('import pickle, sys; from mer_nb.store import run_key; from mer_nb.recipe import get_preset; '
             f'ds = pickle.load(open({str(tmp_path / "ds.pkl")!r}, "rb")); '
             'from mer_nb.core import training_isa; print(training_isa("cpu"), run_key(ds, get_preset("smoke"), "loso", 5, "full", device="cpu"))')
     out = {isa: subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=_unpinned_env(MER_NB_ISA=isa), timeout=300)
@@ -108,7 +108,8 @@ def make_fixture():
     "Write tests/data/replay: HTNet at seed 0 on the first 2 LOSO folds of the embedded synthetic set, trained pinned."
     import tempfile
     from mer_nb.core import isa_label, write_json
-    from mer_nb.cv import make_folds, run_cv, training_code
+    from mer_nb.cv import make_folds, run_cv
+    from mer_nb.store import training_code
     from mer_nb.recipe import get_preset
     from mer_nb.sources import open_dataset
     assert isa_label() == 'avx2', 'start the process pinned (make test does; or set core.ISA_PINS in the environment)'

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mer_nb.cli import ARTEFACTS, reproduce
-from mer_nb.cv import run_key
+from mer_nb.store import run_key
 from mer_nb.data import model_input
 from mer_nb.experiments import Experiment
 from mer_nb.htnet import PAPER_CONFIG
@@ -60,11 +60,11 @@ def test_published_recipe_changes_exactly_its_fields():
         assert np.array_equal(method_inputs(m, ds_m, pub), method_inputs(m, ds_m, ours))
     assert shuffles(ours) and not shuffles(pub)
     assert RECIPES['ours']['landmarks'] is None and RECIPES['published']['landmarks'] == 'mtcnn'
-    # the run key: the recipe enters it; our recipe adds nothing to the key (which carries the training code, `cv.training_code`)
+    # the run key: the recipe enters it; our recipe adds nothing to the key (which carries the training code, `store.training_code`)
     k_o, k_p = (run_key(ds, p, 'loso', 5, 'full') for p in (ours, pub))
     assert k_o != k_p
     import hashlib
-    from mer_nb.cv import _fingerprint, training_code
+    from mer_nb.store import _fingerprint, training_code
     old = dict(method='HTNet', preset={f: v for f, v in asdict(ours).items() if f not in ('workers', 'n_boot', 'synthetic', 'name', 'diffusion', 'recipe', 'precision')},
                model_kw={}, protocol='loso', k=None, regime='full', data=_fingerprint(ds), code=training_code())
     from mer_nb.core import default_device, training_isa

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mer_nb.cli import main
-from mer_nb.cv import run_key
+from mer_nb.store import run_key
 from mer_nb.foldpar import train_folds
 from mer_nb.recipe import autocast, build_model, get_preset
 from mer_nb.synthetic import make_synthetic

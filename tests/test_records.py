@@ -15,6 +15,7 @@ import pytest
 
 import mer_nb.core as C
 import mer_nb.cv as CV
+import mer_nb.store as ST
 import mer_nb.recipe as R
 from mer_nb.core import MerError, MerWarning
 
@@ -77,7 +78,7 @@ def test_an_unreadable_record_at_collection_is_one_line_naming_it(reference, tmp
     paths = {('full', 0, name): p for (name, _, _), p in zip(folds, recs)}
     recs[0].write_bytes(b'junk')
     with pytest.raises(MerError) as e:
-        CV.collect_predictions(ds, paths, folds, ('last',), 'HTNet', 'loso')
+        ST.collect_predictions(ds, paths, folds, ('last',), 'HTNet', 'loso')
     assert str(e.value).startswith(f'{recs[0]}: cannot read fold record') and '\n' not in str(e.value)
 
 
@@ -201,12 +202,19 @@ def test_the_worker_initializer_asks_for_sigterm_when_the_parent_dies():
     assert r.stdout.strip() == 'True', r.stderr[-2000:]
 
 
-def test_training_code_covers_every_module_that_defines_a_registered_method():
-    """The training-code hash (`cv.training_code`) is taken over `cv.TRAINING_MODULES`, a hand-kept list: a method whose
-    model, inputs or post-training step lives in a module missing from it would silently reuse stale fold records when
-    that module changes. Every mer_nb module a registered method draws on must be in the list."""
-    import mer_nb.cli  # noqa: F401  (registers the baselines, ESAAT with its controls, every artefact)
+def test_training_code_covers_every_module_a_record_draws_on():
+    """The training-code hash (`store.training_code`) is taken over `store.training_modules()`, derived from the package's
+    source: a method whose model, inputs or post-training step, or an augmentation whose hook, lives in a module outside
+    it would silently reuse stale fold records when that module changes. With every module of the package imported (so
+    every method is registered), each mer_nb module a registered method or the diffusion augmenter draws on must be in
+    the derived set, and so must every module of the hand-kept list it replaced."""
+    import importlib, pkgutil
+    import mer_nb
+    for mod in pkgutil.iter_modules(mer_nb.__path__):
+        if mod.name != '__main__': importlib.import_module(f'mer_nb.{mod.name}')
+    from mer_nb.diffusion import DiffusionAugment
     from mer_nb.recipe import METHODS
+    hashed = set(ST.training_modules())
     used = {}
     for name, m in METHODS.items():
         parts = [m.factory, m.inputs] + ([type(m.post_train)] if m.post_train is not None else [])
@@ -214,5 +222,9 @@ def test_training_code_covers_every_module_that_defines_a_registered_method():
             mod = getattr(obj, '__module__', '') or ''
             if mod.startswith('mer_nb.'): used.setdefault(mod.split('.', 1)[1], set()).add(name)
     assert used, 'no registered method found'
-    missing = {mod: sorted(names) for mod, names in used.items() if mod not in CV.TRAINING_MODULES}
-    assert not missing, f'modules defining registered methods but not in cv.TRAINING_MODULES: {missing}'
+    used.setdefault(DiffusionAugment.__module__.split('.', 1)[1], set()).add('augment=DiffusionAugment')
+    missing = {mod: sorted(names) for mod, names in used.items() if mod not in hashed}
+    assert not missing, f'modules defining registered methods or augmenters but not in store.training_modules(): {missing}'
+    before = {'core', 'data', 'htnet', 'agent', 'recipe', 'train', 'foldpar', 'cv', 'baselines', 'esaat', 'diffusion'}
+    assert before | {'store'} <= hashed, sorted(before | {'store'} - hashed)
+    assert not {'report', 'experiments', 'cli', 'predict'} & hashed     # what only reads or presents records does not retrain them

@@ -101,10 +101,12 @@ def test_noise_floor_published(tmp_path):
     assert c.comparison.iloc[0].startswith('noise floor') and c.n_seeds.iloc[0] == 2
     md = (a / 'noise.md').read_text()
     assert 'seeds [0, 1]' in md and 'seeds [3, 4]' in md and 'Agreement of two seeds' in md
-    assert sorted(f.name for f in (res / 'noise').iterdir()) == sorted(
+    assert sorted(f.name for f in (res / 'noise_smoke').iterdir()) == sorted(         # a preset other than quick: its own folder
         ['comparisons.csv', 'compute.json', 'noise.csv', 'noise.md', 'noise.png', 'noise_agreement.csv', 'noise_floor.ipynb',
-         'noise_predictions.csv.gz', 'noise_seeds.csv', 'run.json'])
-    run = json.loads((res / 'noise' / 'run.json').read_text())
+         'noise_predictions.csv.gz', 'noise_seeds.csv', 'noise_calibration.csv', 'noise_calibration.png', 'run.json'])
+    cal = pd.read_csv(a / 'noise_calibration.csv')          # 4 seeds: C(4, 2) / 2 = 3 splits, each once
+    assert len(cal) == 3 and cal.seeds_a.str.startswith('0').all() and 'Calibration' in md
+    run = json.loads((res / 'noise_smoke' / 'run.json').read_text())
     folds = pd.read_csv(a / 'noise_predictions.csv').subject.nunique()      # LOSO: one fold per subject
     assert run['parameters']['seeds_b'] == [3, 4] and run['fold_records'] == 4 * folds and run['training_core_seconds'] > 0
     assert main(['results', str(res)]) == 0
@@ -116,7 +118,7 @@ def test_run_json_records_the_training_code_the_kernel_used(tmp_path, monkeypatc
     imports a copy of the package whose training code differs (one statement added to `core`)."""
     import shutil
     import mer_nb
-    from mer_nb.cv import training_code
+    from mer_nb.store import training_code
     pkg = tmp_path / 'pkg'
     shutil.copytree(Path(mer_nb.__file__).parent, pkg / 'mer_nb', ignore=shutil.ignore_patterns('__pycache__'))
     core = pkg / 'mer_nb' / 'core.py'
@@ -124,7 +126,7 @@ def test_run_json_records_the_training_code_the_kernel_used(tmp_path, monkeypatc
     monkeypatch.setenv('PYTHONPATH', str(pkg))                  # the kernel's mer_nb; this process keeps its own
     reproduce('smoke', None, 'table4', tmp_path / 'out', log_output=False, extra={'configs': ['preset'], 'positions': ['lape']})
     run = json.loads((tmp_path / 'out' / 'table4' / 'run.json').read_text())
-    kernel = subprocess.run([sys.executable, '-c', 'from mer_nb.cv import training_code; print(training_code())'],
+    kernel = subprocess.run([sys.executable, '-c', 'from mer_nb.store import training_code; print(training_code())'],
                             capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()   # PYTHONPATH: the copy's
     assert run['training_code'] == kernel != training_code()
     assert 'the training code on disk changed while table4 ran' in capsys.readouterr().out

@@ -51,7 +51,7 @@ def test_artefact_complete(adir):
     run = json.loads((adir / 'run.json').read_text())
     name = run['artefact']
     # results/<name>, or results/<name>_<config> for a run of only a non-preset configuration (Table 5's attending one)
-    assert name in ARTEFACTS and adir.name == result_folder(name, run['parameters'].get('configs'))
+    assert name in ARTEFACTS and adir.name == result_folder(name, run['parameters'].get('configs'), run['preset']['name'])
     stem = result_stem(adir)
     assert run['training_code'] and run['git_revision'] and run['command'] and run['wall_seconds'][name] > 0
     assert len(run['seeds']) >= 5 and run['parameters']['data'], 'committed results: the composite at five seeds or more'
