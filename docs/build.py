@@ -190,9 +190,16 @@ def stage_results(docs, pages, blob):
 
 
 def artefact_title(d):
-    """The title of artefact folder `d`: its table's first heading, else the folder's name."""
+    """The title of artefact folder `d`: its table's first heading (the title its registry entry gives it,
+    `mer_nb.experiments.ARTEFACTS`, with its configuration), else the registered title, else the folder's name."""
     table = artefact_table(d)
-    return title(table.read_text(), d.name) if table else d.name
+    if table: return title(table.read_text(), d.name)
+    try:
+        from mer_nb.experiments import load_artefacts
+        art = load_artefacts().get(json.loads((d / 'run.json').read_text()).get('artefact', ''))
+        return art.title if art else d.name
+    except (OSError, ValueError):
+        return d.name
 
 
 def summary(d, shared):

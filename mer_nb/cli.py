@@ -322,9 +322,9 @@ def reproduce(preset: str = 'quick', data=None, only=None, out='reports', seeds=
 def _committed(adir: Path) -> tuple[dict, Path, pd.DataFrame]:
     "An artefact folder's run.json, predictions file and predictions (ids and subjects as text, probabilities as their float32)."
     if not (adir/'run.json').is_file(): raise MerError(f'{adir}: not an artefact folder (no run.json)')
-    run = json.loads((adir/'run.json').read_text())
-    files = [f for f in (adir/f"{run.get('artefact', adir.name)}_predictions.csv.gz", adir/f"{run.get('artefact', adir.name)}_predictions.csv") if f.is_file()]
-    if not files: raise MerError(f'{adir}: no {run.get("artefact", adir.name)}_predictions.csv(.gz) to compare with')
+    run, stem = json.loads((adir/'run.json').read_text()), result_stem(adir)      # e.g. table5_attending in its own folder
+    files = [f for f in (adir/f'{stem}_predictions.csv.gz', adir/f'{stem}_predictions.csv') if f.is_file()]
+    if not files: raise MerError(f'{adir}: no {stem}_predictions.csv(.gz) to compare with')
     preds = pd.read_csv(files[0], dtype={'id': str, 'subject': str, 'fold': str, 'dataset': str})   # a float32's shortest text reads back as it
     return run, files[0], preds
 
@@ -402,6 +402,14 @@ def _replace_comparisons(md: str, new: str) -> str:
     else: j = len(lines)
     return md[:i] + new + ('\n' + '\n'.join(lines[j:]) if j < len(lines) else '\n')
 
+_MODULE_REFS = {'`09_htnet`': '`mer_nb.htnet`', '`12_foldpar`': '`mer_nb.foldpar`', '`15_esaat`': '`mer_nb.esaat`',
+                '`16_esaat`': '`mer_nb.esaat`', '`16_diffusion`': '`mer_nb.diffusion`', '`17_diffusion`': '`mer_nb.diffusion`'}
+
+def _module_refs(md: str) -> str:
+    "Older tables named notebooks by number (which moves when notebooks are added); today's name the module."
+    for old, new in _MODULE_REFS.items(): md = md.replace(old, new)
+    return md
+
 def _with_deviations(md: str, preset) -> str:
     "The Markdown with the preset's deviations from the paper (`experiments.deviations`) after its protocol paragraph."
     from mer_nb.experiments import deviations
@@ -435,7 +443,8 @@ def rescore(adir, data=None) -> dict:
         done = {}
         if not art.needs_runs:       # the whole table from the predictions
             res = run_artefact(exp, name, predictions=preds, **opts)
-            for f in (adir/'run.json', *adir.glob('*.ipynb')): shutil.copy(f, exp.out/f.name)
+            for f in adir.iterdir():       # what the re-render does not make (run.json, compute.json, the notebook) is kept
+                if f.is_file() and not (exp.out/f.name).exists() and not f.name.endswith('_predictions.csv.gz'): shutil.copy(f, exp.out/f.name)
             for f in publish(exp.out, adir): done[f.name] = 'rewritten'
         else:                        # its comparisons and text only: the rest reads fold records or caches not committed
             arms = art.arms(exp, **opts)
@@ -445,7 +454,7 @@ def rescore(adir, data=None) -> dict:
             cname = 'comparisons' if stem == name else f'comparisons{stem[len(name):]}'
             atomic_write(adir/f'{cname}.csv', c.to_csv(index=False)); done[f'{cname}.csv'] = 'rewritten'
             md = (adir/f'{stem}.md').read_text()
-            atomic_write(adir/f'{stem}.md', _with_deviations(_replace_comparisons(md, comparisons_md(c, art.comparisons_note)), p))
+            atomic_write(adir/f'{stem}.md', _module_refs(_with_deviations(_replace_comparisons(md, comparisons_md(c, art.comparisons_note)), p)))
             done[f'{stem}.md'] = 'rewritten'
     run['rescored'] = {'command': shlex.join(sys.argv), 'git_revision': git_revision(Path(mer_nb.__file__).parent),
                        'note': 'recomputed from the committed predictions without training: comparisons' + ('' if art.needs_runs else ', scores, tables and figures')}
@@ -510,6 +519,7 @@ def _count(lo: int):
         return v
     return count
 
+# %% ../nbs/25_cli.ipynb #f14343cc
 def parser() -> argparse.ArgumentParser:
     "The `mer-nb` argument parser."
     common = argparse.ArgumentParser(add_help=False)
@@ -582,6 +592,7 @@ def parser() -> argparse.ArgumentParser:
     ck.add_argument('--frames', default=None, help="CAS(ME)^3 frame root (default: the CSV's folder)")
     return ap
 
+# %% ../nbs/25_cli.ipynb #95bcd90d
 def error_line(e: BaseException) -> str:
     "The one line `mer-nb: error: ...` that tells `e`."
     if isinstance(e, Stopped): what = f'stopped by {e}; the notebook kernel and its workers were ended, no file half written'
@@ -658,6 +669,7 @@ def pin_process() -> None:
     sys.stdout.flush(); sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *args, *sys.argv[1:]], {**os.environ, **ISA_PINS})
 
+# %% ../nbs/25_cli.ipynb #302732c9
 def main(argv=None) -> int:
     """Entry point of `mer-nb` and `python -m mer_nb`: the exit status (0; 1: `data check` found problems, or a replay
     differs; 2: an error; 128 + signal: stopped). From the command line (`argv` None) the process first restarts pinned

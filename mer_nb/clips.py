@@ -139,6 +139,7 @@ class FlowCache:
         state = self.root if self.enabled else f'refused {self.root}' if self.refused else 'disabled'
         return f'FlowCache({state}: {self.hits} hits, {self.misses} misses)'
 
+# %% ../nbs/04_clips.ipynb #1cbfba1b
 def clip_from_files(onset_path, apex_path, cache: FlowCache | None = None, where: str = '', root=None, **params) -> ClipSample:
     "`clip_sample` of two frame files (inside `root`, if given), through the cache (`cache=None`: the default cache; FlowCache(False): none)."
     cache = FlowCache() if cache is None else cache

@@ -148,6 +148,7 @@ def fit_ddpm(x, y, cfg: DDPMConfig = DDPMConfig(), seed: int = 0, device: str | 
     model = (ema if ema is not None else unet).eval()
     return DDPM(model, cfg, losses, time.time() - t0, unet.eval() if keep_online and ema is not None else None)
 
+# %% ../nbs/17_diffusion.ipynb #1074deef
 @torch.no_grad()
 def sample(ddpm: DDPM, labels, seed: int = 0, steps: int | None = None, sampler: str | None = None, guidance: float | None = None,
            batch_size: int = 256, device: str | None = None, spacing: str | None = None) -> np.ndarray:
@@ -264,6 +265,7 @@ def _locked(path: Path):
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
+# %% ../nbs/17_diffusion.ipynb #e504a847
 @dataclass(frozen=True)
 class DiffusionAugment:
     "The trainer's per-fold augmentation hook: fit a class-conditional DDPM on the fold's training subjects, fill classes up."

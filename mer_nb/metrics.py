@@ -275,6 +275,7 @@ def compare_arms(preds: pd.DataFrame, comparisons, by=(), metric: str = 'UF1', s
     out['verdict'] = verdict(out['diff'].to_numpy(), out['p_holm'].to_numpy())
     return out
 
+# %% ../nbs/07_metrics.ipynb #c953cf97
 def min_detectable(ci_low, ci_high, family_size: int = 1, alpha: float = 0.05, power: float = 0.8):
     """The smallest difference a comparison would resolve with probability `power`: (z_(1 - alpha / 2m) + z_power) x SE,
     SE from the 95% interval's half-width (/ 1.96), m the family's size (Holm's first step, the strictest). A

@@ -82,6 +82,7 @@ def pipeline_problem(p, image_size: int = 28) -> str | None:
     if type(size) is not int or size != image_size: return f"pipeline: size {size!r} is not the model's image_size {image_size}"
     return None
 
+# %% ../nbs/24_predict.ipynb #c2f75364
 def _model_kwargs(path, spec: dict, state_dict) -> dict:
     """HTNet's keyword arguments from a weights file's `config['model']`, checked against the file's tensors before any
     model is built: known fields, whole numbers in range, then an HTNet built on the `meta` device (shapes, no memory)
@@ -224,6 +225,7 @@ def predict_clip(onset, apex, weights, saliency: str = 'occlusion', pipeline: di
     return Prediction(label=int(probs.argmax()), probabilities=probs, saliency=sal, saliency_method=saliency, sample=s, model_input=x,
                       motion=clip_motion(s, p.get('method', 'tvl1')))
 
+# %% ../nbs/24_predict.ipynb #5b496585
 def save_saliency_image(pred: Prediction, path) -> Path:
     "A PNG: aligned apex face with the four regions shaded by saliency, flow image, model input, probabilities."
     import matplotlib

@@ -185,6 +185,7 @@ def build_model(preset: Preset, method: str | Method = 'HTNet', **model_override
     m = get_method(method) if isinstance(method, str) else method
     return m.factory(**{**(preset.model if m.use_preset_model else {}), **model_overrides})   # overrides win
 
+# %% ../nbs/10_recipe.ipynb #0ec37603
 def class_weights(y: np.ndarray, mode: str | None):
     "Cross-entropy class weights: None, or 'balanced' (n / (3 * count) per class present in `y`, 0 for an absent class)."
     if mode is None: return None

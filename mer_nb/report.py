@@ -338,6 +338,7 @@ def _link(adir: Path, name: str, base=None) -> str:
     target = f'results/{adir.name}/{name}.md' if base is None else Path(os.path.relpath(adir/f'{name}.md', base)).as_posix()
     return f'[`results/{adir.name}/`]({target})'
 
+# %% ../nbs/18_report.ipynb #90ddd832
 def artefact_provenance(adir, base=None) -> dict:
     """One artefact folder of `results/` in one row: its name and title, data and protocol, preset, the seeds its predictions
     hold, the training-code hash, the training core-hours of its fold records, and a link to its full tables (relative to `base`)."""
@@ -413,6 +414,7 @@ def artefact_comparisons(adir) -> pd.DataFrame:
                 r['p'], r['p_holm'], r['verdict'], r.get('family', 'primary'), r.get('mde', np.nan))
     return pd.DataFrame(rows, columns=['artefact', 'comparison (b vs a)', 'UF1 a', 'UF1 b', 'b - a [95%]', 'p', 'family', 'Holm p', 'resolves', 'verdict'])
 
+# %% ../nbs/18_report.ipynb #895a580c
 SUMMARY_RUNS = ('**What was run**: one row per folder of `results/`; training: the core-hours its fold records took. Each '
                 'folder\'s page holds the full tables (every row and source dataset, UAR, leaky selections, the seed ensemble), '
                 'figures, executed notebook, comparisons and per-sample predictions.')

@@ -238,6 +238,7 @@ def find_dataset(data) -> tuple[str, Path | None]:
     if not path.exists(): raise MerError(f'{path}: no such file or folder')
     raise MerError(f'{path}: not a dataset (expected a composite folder with labels.csv, or a CAS(ME)^3 label CSV)')
 
+# %% ../nbs/06_sources.ipynb #69ac01e6
 def check_data(path, frames=None) -> list[str]:
     "Every problem of a dataset (`find_dataset`): a composite folder, a CAS(ME)^3 CSV (+ `frames`), or a folder with one such CSV."
     try: kind, p = find_dataset(path)
