@@ -138,3 +138,26 @@ def test_seed_ensemble_rows(adir):
         mean = arm.groupby('id')[['label', 'p0', 'p1', 'p2']].mean()
         want = f1_score(mean.label, mean[['p0', 'p1', 'p2']].to_numpy().argmax(1), average='macro')
         assert abs(row.value.iloc[0] - want) < 1e-9, f'{adir.name}: {dict(zip(by, key))} ensemble UF1 {row.value.iloc[0]} != {want}'
+
+
+COMPARISON_FILES = sorted(RESULTS.glob('*/comparisons*.csv')) if RESULTS.is_dir() else []
+
+
+@pytest.mark.parametrize('cf', COMPARISON_FILES, ids=[f'{f.parent.name}/{f.name}' for f in COMPARISON_FILES])
+def test_primary_family_holm(cf):
+    """Every committed comparison says its family; the primary one (UF1 on all samples under `last`) is Holm-corrected
+    among its own rows only (Holm's step-down, written out here apart from `metrics.holm`), and so is the secondary one;
+    each row states the smallest difference its design resolves."""
+    import numpy as np
+    def holm(p):
+        p = np.asarray(p, float); order = np.argsort(p, kind='stable'); m = len(p)
+        adj = np.minimum(1, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+        out = np.empty(m); out[order] = adj
+        return out
+    c = pd.read_csv(cf)
+    assert {'family', 'p_holm', 'mde'} <= set(c.columns), cf
+    primary = c.dataset.isin(['composite', 'casme3']) & (c.selection == 'last') & (c.metric == 'UF1')
+    assert (c.family == 'primary').eq(primary).all(), cf
+    for fam, g in c.groupby('family'):
+        assert np.allclose(g.p_holm, holm(g.p), atol=1e-12), (cf, fam)
+    assert (c.mde >= 0).all() and ((c.verdict == 'not resolved') == (c.p_holm >= 0.05)).all(), cf
