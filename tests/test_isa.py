@@ -1,8 +1,9 @@
 """The instruction set is part of a run: training pinned to AVX2 by default through every entry point, recorded, keyed,
 and a replay of committed predictions (tests/data/replay, made by `python tests/test_isa.py --make-fixture` on an AMD
-EPYC) that must come out bit for bit on a CPU of the fixture's vendor. On an Intel CPU the pinned replay differs in the
-last bits of the probabilities (measured on an Intel Xeon with AVX-512: at most 6e-8, every class the same): oneMKL
-chooses its matrix kernels by CPU vendor, which no instruction-set pin fixes; there the tests check that training ran
+EPYC) that must come out bit for bit on a CPU of the fixture's vendor. On an Intel CPU the pinned replay of this short
+fixture differs in the last bits of the probabilities (measured on an Intel Xeon with AVX-512: at most 6e-8, every class
+the same; a full 60-epoch training drifts much further, see bench/README.md): oneMKL chooses its matrix kernels by CPU
+vendor, which no instruction-set pin fixes; there the tests check that training ran
 pinned (its label) and hold the probabilities to a bound of 1e-6. (Unpinned AVX-512 training there differs by 9e-8: on
 that CPU the bound cannot tell pinned from native; the label does.)"""
 import os
