@@ -97,7 +97,7 @@ register_artefact(Artefact(
     'table4', 'Table 4: position embeddings (none, HTNet\'s scalar term, LAPE)', 'table4_lape',
     order=40,
     against_paper="the paper ablates LAPE at its own configuration (800 epochs, width 256, protocol as in its Table 1); this "
-                  "table runs LOSO at the preset's smaller configuration, and adds HTNet's scalar term and a 49-token configuration.",
+                  "table runs the preset's smaller configuration under the protocol stated above, and adds HTNet's scalar term and a 49-token configuration.",
     arms=table4_arms, comparisons=table4_comparisons, render=table4_render, by=('config',),
     compare_kw={'per_dataset': True, 'by': ['config']}))
 
@@ -226,7 +226,7 @@ register_artefact(Artefact(
     'table5', 'Table 5: ESAAT (entropy-based selection + agent attention)', 'table5_esaat', needs_runs=True,
     order=50,
     against_paper="the paper reports ESAAT's parameter reduction (about 18%) and accuracy at its own configuration; this table runs "
-                  "LOSO at the preset's configuration, with the removal rule and fine-tuning of `mer_nb.esaat`.",
+                  "the preset's configuration under the protocol stated above, with the removal rule and fine-tuning of `mer_nb.esaat`.",
     arms=table5_arms, comparisons=table5_comparisons, render=table5_render,
     stem=lambda config='preset', **_: 'table5' if config == 'preset' else f'table5_{config}'))
 
