@@ -219,13 +219,30 @@ def summary(d, shared):
     return '\n\n'.join(parts)
 
 
+def course(nbs):
+    """{notebook file name: 'N. chapter'} of the learning path, in order: the rows of the table under '## The course'
+    in the landing page (nbs/index.ipynb), so that the path is declared once and the navigation follows it."""
+    index = nbs / 'index.ipynb'
+    if not index.exists(): return {}
+    text = ''.join(''.join(c['source']) for c in json.loads(index.read_text())['cells'] if c['cell_type'] == 'markdown')
+    m = re.search(r'^## The course\b(.*?)(?=^## |\Z)', text, re.M | re.S)
+    rows = re.findall(r'^\|\s*(\d+)\s*\|\s*\[([^\]]+)\]\(([^)#]+\.ipynb)[^)]*\)', m.group(1), re.M) if m else []
+    out = {}
+    for n, chapter, f in rows:
+        if not (nbs / f).is_file(): sys.exit(f'docs: nbs/index.ipynb: the course links {f}, which nbs/ does not hold')
+        out.setdefault(f, f'{n}. {chapter}')
+    return out
+
+
 def stage(docs):
     """Stage every page into `docs`; return the navigation."""
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / 'settings.ini')
     blob = f"{cfg['DEFAULT']['git_url']}/blob/{cfg['DEFAULT']['branch']}"
     nbs = ROOT / 'nbs'
-    sections = {'Library': sorted(p for p in nbs.glob('*.ipynb') if p.stem != 'index')}
+    library = sorted(p for p in nbs.glob('*.ipynb') if p.stem != 'index')
+    labels = course(nbs)                 # the learning path, in the landing page's order; the rest is the reference
+    sections = {'Course': [nbs / n for n in labels], 'Reference': [p for p in library if p.name not in labels]}
     for d in sorted(p for p in nbs.iterdir() if p.is_dir() and not p.name.startswith(('.', '_'))):
         sections[d.name.replace('_', ' ').capitalize()] = files(d, '*.ipynb')
     home = 'index.ipynb' if (nbs / 'index.ipynb').exists() else 'index.md'
@@ -255,7 +272,8 @@ def stage(docs):
         for p in group:
             src = p.relative_to(ROOT).as_posix()
             heading = stage_notebook(src, pages[src], docs, pages, blob)
-            items.append({heading.split(':')[0]: pages[src]})  # 'Table 1: comparison with ...' -> 'Table 1'
+            label = labels.get(p.name) if name == 'Course' else None
+            items.append({label or heading.split(':')[0]: pages[src]})  # 'Table 1: comparison with ...' -> 'Table 1'
         if items:
             nav.append({name: items})
     if (ROOT / 'results').is_dir():

@@ -14,7 +14,8 @@ from torch import nn
 from .core import MerError
 
 # %% auto #0
-__all__ = ['AGENT_ONLY', 'AgentAttention', 'load_softmax_weights', 'agent_from_softmax', 'attention_flops']
+__all__ = ['AGENT_ONLY', 'AgentAttention', 'load_softmax_weights', 'agent_from_softmax', 'attention_flops', 'softmax_flops',
+           'plot_attention_cost']
 
 # %% ../nbs/08_agent.ipynb #1d7bf02e
 class AgentAttention(nn.Module):
@@ -80,3 +81,26 @@ def attention_flops(module: nn.Module, hw: tuple[int, int], dim: int, batch: int
     x = torch.zeros(batch, dim, *hw)
     with torch.no_grad(), FlopCounterMode(display=False) as fc: module(x)
     return fc.get_total_flops()
+
+# %% ../nbs/08_agent.ipynb #33337e56
+def softmax_flops(m: AgentAttention) -> int:
+    "FLOPs of softmax attention over `m`'s block with `m`'s own projections: `to_out(softmax(Q K^T / sqrt(d)) V)`."
+    from torch.utils.flop_counter import FlopCounterMode
+    x = torch.zeros(1, m.to_qkv.in_channels, *m.hw)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        q, k, v = (m._heads(t) for t in m.to_qkv(x).chunk(3, dim=1))
+        o = ((q @ k.transpose(-1, -2)) * m.scale).softmax(-1) @ v
+        m.to_out(o.transpose(-1, -2).reshape(1, -1, *m.hw))
+    return fc.get_total_flops()
+
+def plot_attention_cost(dim: int = 32, heads: int = 2, sides=(1, 2, 4, 7, 14, 28), agent_num: int = 4, ax=None):
+    "FLOPs of one attention block against its number of tokens: softmax (quadratic core) and agent attention (linear)."
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(5, 3.3))[1]
+    mods = [AgentAttention(dim, heads, (s, s), agent_num) for s in sides]
+    n = [s * s for s in sides]
+    ax.loglog(n, [softmax_flops(m) for m in mods], 'o-', label='softmax attention')
+    ax.loglog(n, [attention_flops(m, m.hw, dim) for m in mods], 's-', label=f'agent attention ({agent_num} agents)')
+    for t, what in ((1, 'paper 28/7'), (49, '28/2')): ax.axvline(t, color='gray', ls=':', lw=0.8); ax.text(t, ax.get_ylim()[1], what, fontsize=7, va='top')
+    ax.set_xlabel('tokens in one block', fontsize=8); ax.set_ylabel('FLOPs of one block', fontsize=8); ax.legend(fontsize=7)
+    return ax

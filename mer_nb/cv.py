@@ -30,7 +30,7 @@ from .foldpar import auto_fold_batch, can_batch, fast_adam, train_folds
 from .store import _record_ok, _write_job, collect_predictions, record_path, run_key
 
 # %% auto #0
-__all__ = ['check_no_leak', 'make_folds', 'shard', 'record_paths', 'run_cv']
+__all__ = ['check_no_leak', 'make_folds', 'plot_folds', 'shard', 'record_paths', 'run_cv']
 
 # %% ../nbs/14_cv.ipynb #9e114aba
 def check_no_leak(subjects, train_idx, test_idx, where: str = '') -> None:
@@ -59,6 +59,22 @@ def make_folds(subjects, protocol: str = 'loso', k: int = 5, seed: int = 0) -> l
         raise MerError(f"unknown protocol {protocol!r} (choose 'loso' or 'kfold')")
     for name, tr, te in folds: check_no_leak(subjects, tr, te, name)
     return folds
+
+# %% ../nbs/14_cv.ipynb #8952ffab
+def plot_folds(subjects, k: int = 5, seed: int = 0, axes=None):
+    "Subjects x folds of LOSO and of subject `k`-fold (`make_folds`): dark where a subject is a fold's test subject."
+    import matplotlib.pyplot as plt
+    subjects = np.asarray(subjects).astype(str)
+    subs = list(np.unique(subjects))
+    axes = plt.subplots(1, 2, figsize=(9, 3.8), gridspec_kw={'width_ratios': [3, 1.2]})[1] if axes is None else axes
+    for ax, protocol in zip(axes, ('loso', 'kfold')):
+        folds = make_folds(subjects, protocol, k=k, seed=seed)
+        grid = np.zeros((len(subs), len(folds)))
+        for j, (_, _, te) in enumerate(folds): grid[[subs.index(s) for s in set(subjects[te])], j] = 1
+        ax.imshow(grid, cmap='Blues', vmin=-0.15, vmax=1.2, aspect='auto', interpolation='nearest')
+        ax.set_xlabel('fold', fontsize=8); ax.set_ylabel(f'subject (of {len(subs)})', fontsize=8)
+        ax.set_title(('LOSO' if protocol == 'loso' else f'subject {k}-fold') + f': {len(folds)} folds', fontsize=9)
+    return axes
 
 # %% ../nbs/14_cv.ipynb #0271efa3
 def _one_thread(fn):
@@ -278,6 +294,24 @@ def _family(method: str, siblings) -> dict:
             raise MerError(f'run_cv: sibling {s!r} does not train the same model as {method!r} (siblings are torch methods that differ only in post_train)')
     return family
 
+# %% ../nbs/14_cv.ipynb #200e7204
+def _fold_jobs(ds: MERDataset, x, preset: Preset, out, protocol: str, k: int, folds, seeds, selections, model_kw, method: str,
+               family: dict, augment, device: str, progress: bool) -> tuple[dict, list]:
+    """Every (regime, seed, fold) job of a run: ({(regime, seed, fold): the record of `method`}, the jobs). A job's
+    `outputs` are the records it writes, one per method of the family (`method` last)."""
+    regimes = sorted({'inner' if s == 'inner-val' else 'full' for s in selections})
+    paths, every = {}, []
+    for regime in regimes:
+        rec = {m: record_paths(out, ds, preset, protocol, k, regime, model_kw, m, augment, seeds, folds, device) for m in family}
+        for seed in seeds:
+            for name, tr, te in folds:
+                paths[regime, seed, name] = rec[method][seed, name]
+                every.append(dict(x=x, y=ds.labels, subjects=ds.subjects, train=tr, test=te, fold=name, seed=seed, regime=regime,
+                                  preset=preset, model_kw=model_kw, device=device, root=Path(out), method=family[method],
+                                  augment=augment, outputs=[(family[m], rec[m][seed, name]) for m in [*family][1:] + [method]],
+                                  progress=progress))
+    return paths, every
+
 # %% ../nbs/14_cv.ipynb #97de471d
 def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k: int = 5, seeds=(0,),
            selections=('last', 'best-on-test'), model_kw: dict | None = None, method: str = 'HTNet',
@@ -321,17 +355,8 @@ def run_cv(ds: MERDataset, preset: str | Preset, out, protocol: str = 'loso', k:
         folds = [f for f in folds if f[0] in set(only_folds)]
     say_unpinned(device)
     pin = needs_pinning(device)
-    regimes = sorted({'inner' if s == 'inner-val' else 'full' for s in selections})
-    paths, every = {}, []
-    for regime in regimes:
-        rec = {m: record_paths(out, ds, preset, protocol, k, regime, model_kw, m, augment, seeds, folds, device) for m in family}
-        for seed in seeds:
-            for name, tr, te in folds:
-                paths[regime, seed, name] = rec[method][seed, name]
-                every.append(dict(x=x, y=ds.labels, subjects=ds.subjects, train=tr, test=te, fold=name, seed=seed, regime=regime,
-                                  preset=preset, model_kw=model_kw, device=device, root=Path(out), method=spec, augment=augment,
-                                  outputs=[(family[m], rec[m][seed, name]) for m in [*family][1:] + [method]],
-                                  progress=progress and workers == 1 and preset.epochs > 20))
+    paths, every = _fold_jobs(ds, x, preset, out, protocol, k, folds, seeds, selections, model_kw, method, family, augment, device,
+                              progress and workers == 1 and preset.epochs > 20)
     for j in every: j['outputs'] = [(sp, p) for sp, p in j['outputs'] if not _record_ok(p, j['test'])]
     done = {id(j) for j in every if not j['outputs']}
     jobs = [j for j in _share(every, rank, world) if id(j) not in done]

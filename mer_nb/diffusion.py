@@ -265,6 +265,78 @@ def _locked(path: Path):
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
+# %% ../nbs/17_diffusion.ipynb #dc8c25ea
+def _load_or_fit(aug, kdir: Path, x, y, fit_subs, seed, group) -> DDPM:
+    "The generator cached in `kdir`, or fitted (and cached) when missing or not this configuration's."
+    if (kdir/'model.pt').is_file():
+        try:
+            unet = make_unet(aug.config, x.shape[-1], x.shape[1])
+            unet.load_state_dict(torch.load(kdir/'model.pt', map_location='cpu', weights_only=True))
+            meta = json.loads((kdir/'meta.json').read_text())
+            return DDPM(unet.to(aug.device or default_device()).eval(), aug.config, np.asarray(meta['losses'], np.float32), meta['seconds'])
+        except Exception as e:               # damaged, or not this config's generator: fitted again, never trusted
+            warnings.warn(MerWarning(f"diffusion cache: {kdir/'model.pt'} is not this config's generator ({type(e).__name__}); fitting it again"))
+    gen = fit_ddpm(x, y, aug.config, seed=seed, device=aug.device, progress=aug.progress)
+    buf = io.BytesIO(); torch.save({k: v.cpu() for k, v in gen.unet.state_dict().items()}, buf)
+    atomic_write(kdir/'model.pt', buf.getvalue(), root=kdir)
+    atomic_write(kdir/'meta.json', json.dumps(dict(config=asdict(aug.config), seed=int(seed), group=group, groups=aug.groups,
+                 fit_subjects=fit_subs, n_fit=int(len(y)), fit_counts=np.bincount(y, minlength=N_CLASSES).tolist(),
+                 seconds=gen.seconds, losses=gen.losses.round(5).tolist()), indent=1), root=kdir)
+    return gen
+
+def _cached_pool(aug, kdir: Path, gen: DDPM, c: int, n: int, seed: int, shape) -> np.ndarray:
+    "The first `n` samples of class `c`'s pool, drawing missing chunks (each with its own seed) and caching them."
+    parts = []
+    for j in range(math.ceil(n / CHUNK)):
+        p = kdir/f'class{c}_chunk{j}.npy'
+        try: xs = np.load(p) if p.is_file() else None
+        except (OSError, ValueError, EOFError): xs = None
+        if xs is not None and not (xs.dtype == np.float32 and xs.shape == (CHUNK, *shape) and np.isfinite(xs).all()
+                                   and xs.min() >= 0 and xs.max() <= 1): xs = None   # not a chunk of these samples: drawn again
+        if xs is None:
+            xs = gen.sample(np.full(CHUNK, c), seed=int(_hash(int(seed), c, j), 16) % 2 ** 31, device=aug.device)
+            buf = io.BytesIO(); np.save(buf, xs); atomic_write(p, buf.getvalue(), root=kdir)
+        parts.append(xs)
+    return np.concatenate(parts)[:n] if parts else np.zeros((0, *shape), np.float32)
+
+# %% ../nbs/17_diffusion.ipynb #3a1992bb
+def _augment(aug, x_train, y_train, subjects_train, fold, seed, regime='full'):
+    "`DiffusionAugment(...)(x, y, subjects, fold=, seed=, regime=)`: the fold's generated samples (x_extra, y_extra), fitted and drawn on its training subjects only."
+    use = f"{plain_name(fold, 'fold')}_seed{int(seed)}_{plain_name(regime, 'regime')}.json"   # a file named after the fold
+    x, y = np.asarray(x_train, np.float32), np.asarray(y_train, np.int64)
+    subs = np.asarray(subjects_train).astype(str)
+    test = loso_test_subject(fold)
+    if test is not None and test in set(subs): raise AssertionError(f'{fold}: the test subject {test} is among the training subjects')
+    mask, group = aug.fit_subjects(subs, fold)
+    fit_subs = sorted(set(subs[mask]))
+    # the sharing rule, asserted: the fit uses training subjects only, none of the sharing group (so no test subject of any fold using it)
+    assert set(fit_subs) <= set(subs)
+    if group is not None:
+        gmap = subject_groups([*subs, test], aug.groups)
+        assert all(gmap[s] != group for s in fit_subs) and test not in fit_subs and gmap[test] == group
+    if not mask.any() or len(set(y[mask])) < N_CLASSES:
+        raise MerError(f'{fold}: the diffusion fit set ({len(fit_subs)} subjects, classes {sorted(set(y[mask]))}) lacks a class; '
+                       f'use fewer groups')
+    counts = np.bincount(y, minlength=N_CLASSES)
+    need = np.maximum(0, np.rint(aug.ratio * counts.max()).astype(int) - counts)
+    root = Path(aug.cache) if aug.cache else cache_dir('diffusion')
+    if (bad := cache_problem(root, 'diffusion cache')):         # the rule of every mer_nb cache: what others could plant is never read back
+        raise MerError(f'diffusion cache: refusing {root}: {bad}; fitted generators and samples are read back from it, so it must be '
+                       'a folder only you can write (set MER_NB_CACHE, or the cache argument, to one)')
+    key = _hash(repr(aug.config), int(seed), fit_subs, _hash(np.ascontiguousarray(x[mask]).tobytes(), y[mask].tobytes()),
+                *([isa_label()] if str(aug.device or default_device()).startswith('cpu') else []))   # fits of two instruction sets never mix
+    kdir = root/key
+    with _locked(root/f'.{key}.lock'):
+        gen = _load_or_fit(aug, kdir, x[mask], y[mask], fit_subs, seed, group)
+        pools = [_cached_pool(aug, kdir, gen, c, int(n), seed, x.shape[1:]) for c, n in enumerate(need)]
+    xe = np.concatenate([p[:n] for p, n in zip(pools, need)]).astype(np.float32)
+    ye = np.repeat(np.arange(N_CLASSES), need).astype(np.int64)
+    atomic_write(kdir/'uses'/use, json.dumps(dict(
+        fold=fold, seed=int(seed), regime=regime, test_subject=test, group=group, fit_key=key, fit_subjects=fit_subs,
+        train_subjects_hash=_hash(sorted(set(subs))), n_train=int(len(y)), train_counts=counts.tolist(),
+        generated=need.tolist()), indent=1), root=root)
+    return xe, ye
+
 # %% ../nbs/17_diffusion.ipynb #e504a847
 @dataclass(frozen=True)
 class DiffusionAugment:
@@ -310,73 +382,8 @@ class DiffusionAugment:
         g = gmap[test]
         return np.array([gmap[s] != g for s in subjects_train]), g
 
-    def __call__(self, x_train, y_train, subjects_train, fold, seed, regime='full'):
-        use = f"{plain_name(fold, 'fold')}_seed{int(seed)}_{plain_name(regime, 'regime')}.json"   # a file named after the fold
-        x, y = np.asarray(x_train, np.float32), np.asarray(y_train, np.int64)
-        subs = np.asarray(subjects_train).astype(str)
-        test = loso_test_subject(fold)
-        if test is not None and test in set(subs): raise AssertionError(f'{fold}: the test subject {test} is among the training subjects')
-        mask, group = self.fit_subjects(subs, fold)
-        fit_subs = sorted(set(subs[mask]))
-        # the sharing rule, asserted: the fit uses training subjects only, none of the sharing group (so no test subject of any fold using it)
-        assert set(fit_subs) <= set(subs)
-        if group is not None:
-            gmap = subject_groups([*subs, test], self.groups)
-            assert all(gmap[s] != group for s in fit_subs) and test not in fit_subs and gmap[test] == group
-        if not mask.any() or len(set(y[mask])) < N_CLASSES:
-            raise MerError(f'{fold}: the diffusion fit set ({len(fit_subs)} subjects, classes {sorted(set(y[mask]))}) lacks a class; '
-                           f'use fewer groups')
-        counts = np.bincount(y, minlength=N_CLASSES)
-        need = np.maximum(0, np.rint(self.ratio * counts.max()).astype(int) - counts)
-        root = Path(self.cache) if self.cache else cache_dir('diffusion')
-        if (bad := cache_problem(root, 'diffusion cache')):         # the rule of every mer_nb cache: what others could plant is never read back
-            raise MerError(f'diffusion cache: refusing {root}: {bad}; fitted generators and samples are read back from it, so it must be '
-                           'a folder only you can write (set MER_NB_CACHE, or the cache argument, to one)')
-        key = _hash(repr(self.config), int(seed), fit_subs, _hash(np.ascontiguousarray(x[mask]).tobytes(), y[mask].tobytes()),
-                    *([isa_label()] if str(self.device or default_device()).startswith('cpu') else []))   # fits of two instruction sets never mix
-        kdir = root/key
-        with _locked(root/f'.{key}.lock'):
-            gen = self._generator(kdir, x[mask], y[mask], fit_subs, seed, group)
-            pools = [self._pool(kdir, gen, c, int(n), seed, x.shape[1:]) for c, n in enumerate(need)]
-        xe = np.concatenate([p[:n] for p, n in zip(pools, need)]).astype(np.float32)
-        ye = np.repeat(np.arange(N_CLASSES), need).astype(np.int64)
-        atomic_write(kdir/'uses'/use, json.dumps(dict(
-            fold=fold, seed=int(seed), regime=regime, test_subject=test, group=group, fit_key=key, fit_subjects=fit_subs,
-            train_subjects_hash=_hash(sorted(set(subs))), n_train=int(len(y)), train_counts=counts.tolist(),
-            generated=need.tolist()), indent=1), root=root)
-        return xe, ye
+    __call__ = _augment          # the hook `run_cv` calls per fold (above)
 
-    def _generator(self, kdir: Path, x, y, fit_subs, seed, group) -> DDPM:
-        if (kdir/'model.pt').is_file():
-            try:
-                unet = make_unet(self.config, x.shape[-1], x.shape[1])
-                unet.load_state_dict(torch.load(kdir/'model.pt', map_location='cpu', weights_only=True))
-                meta = json.loads((kdir/'meta.json').read_text())
-                return DDPM(unet.to(self.device or default_device()).eval(), self.config, np.asarray(meta['losses'], np.float32), meta['seconds'])
-            except Exception as e:               # damaged, or not this config's generator: fitted again, never trusted
-                warnings.warn(MerWarning(f"diffusion cache: {kdir/'model.pt'} is not this config's generator ({type(e).__name__}); fitting it again"))
-        gen = fit_ddpm(x, y, self.config, seed=seed, device=self.device, progress=self.progress)
-        buf = io.BytesIO(); torch.save({k: v.cpu() for k, v in gen.unet.state_dict().items()}, buf)
-        atomic_write(kdir/'model.pt', buf.getvalue(), root=kdir)
-        atomic_write(kdir/'meta.json', json.dumps(dict(config=asdict(self.config), seed=int(seed), group=group, groups=self.groups,
-                     fit_subjects=fit_subs, n_fit=int(len(y)), fit_counts=np.bincount(y, minlength=N_CLASSES).tolist(),
-                     seconds=gen.seconds, losses=gen.losses.round(5).tolist()), indent=1), root=kdir)
-        return gen
-
-    def _pool(self, kdir: Path, gen: DDPM, c: int, n: int, seed: int, shape) -> np.ndarray:
-        "The first `n` samples of class `c`'s pool, drawing missing chunks (each with its own seed) and caching them."
-        parts = []
-        for j in range(math.ceil(n / CHUNK)):
-            p = kdir/f'class{c}_chunk{j}.npy'
-            try: xs = np.load(p) if p.is_file() else None
-            except (OSError, ValueError, EOFError): xs = None
-            if xs is not None and not (xs.dtype == np.float32 and xs.shape == (CHUNK, *shape) and np.isfinite(xs).all()
-                                       and xs.min() >= 0 and xs.max() <= 1): xs = None   # not a chunk of these samples: drawn again
-            if xs is None:
-                xs = gen.sample(np.full(CHUNK, c), seed=int(_hash(int(seed), c, j), 16) % 2 ** 31, device=self.device)
-                buf = io.BytesIO(); np.save(buf, xs); atomic_write(p, buf.getvalue(), root=kdir)
-            parts.append(xs)
-        return np.concatenate(parts)[:n] if parts else np.zeros((0, *shape), np.float32)
 
 # %% ../nbs/17_diffusion.ipynb #f02b628c
 def fold_records(cache) -> list[dict]:

@@ -24,7 +24,7 @@ from .cv import record_paths
 # %% auto #0
 __all__ = ['RIDGE', 'CRITERIA', 'RANDOM_DRAWS', 'reduce_block', 'gaussian_cmi', 'null_level', 'gaussian_example',
            'check_closed_form', 'record_layers', 'layer_scores', 'rebuild', 'final_params', 'plan_removal',
-           'paper_rule_removal', 'greedy_removal', 'to_agent', 'plot_scores', 'ESAAT', 'esaat_records']
+           'paper_rule_removal', 'greedy_removal', 'to_agent', 'plot_scores', 'plot_choices', 'ESAAT', 'esaat_records']
 
 # %% ../nbs/16_esaat.ipynb #c463312e
 RIDGE = 1e-8
@@ -201,6 +201,27 @@ def plot_scores(scores: dict, removed=(), ax=None, title: str = 'TE per attentio
     ax.set_xticks(range(len(keys)), [f'L{l}.{j}' for l, j in keys], rotation=90, fontsize=7)
     ax.set_xlabel('attention sub-layer L<level>.<layer> (level 0: one block over the whole map)', fontsize=7)
     ax.set_ylabel('transfer entropy I(Z; A | H) (nats)', fontsize=8); ax.set_title(title, fontsize=9)
+    return ax
+
+# %% ../nbs/16_esaat.ipynb #17715abd
+def plot_choices(configs: dict, target: float = 0.18, ax=None):
+    "Attention sub-layers of each named HTNet configuration by level (grey: the only one of its level, stays) and how many the target takes."
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    ax = ax or plt.subplots(figsize=(9, 0.6 + 0.8 * len(configs)))[1]
+    for row, (name, cfg) in enumerate(configs.items()):
+        with torch.device('meta'): keys = list(HTNet(**cfg).attention_layers())
+        levels, x = sorted({l for l, _ in keys}, reverse=True), 0.0
+        for level in levels:
+            n = sum(l == level for l, _ in keys)
+            for j in range(n): ax.add_patch(Rectangle((x + j, -row - 0.35), 0.85, 0.7, color='0.7' if n == 1 else 'tab:blue'))
+            ax.text(x + n / 2 - 0.1, -row + 0.42, f'level {level}', ha='center', fontsize=7)
+            x += n + 0.6
+        try: gone = f'{len(paper_rule_removal(cfg, target))} go for {target:.0%} fewer parameters'
+        except MerError: gone = f'{target:.0%} fewer parameters out of reach'
+        ax.text(x + 0.2, -row, f'{name}: {len(keys)} sub-layers, {len(keys) - len(levels)} removable; {gone}', va='center', fontsize=8)
+    ax.set(xlim=(-0.3, 31), ylim=(-len(configs) + 0.4, 0.9)); ax.axis('off')
+    ax.set_title('attention sub-layers ESAAT chooses among (one per level stays)', fontsize=9)
     return ax
 
 # %% ../nbs/16_esaat.ipynb #864b2666

@@ -21,7 +21,8 @@ from .agent import AgentAttention
 __all__ = ['PAPER_CONFIG', 'ChannelNorm', 'PreNorm', 'FeedForward', 'Attention', 'Removed', 'Transformer', 'Aggregate',
            'use_fast_path', 'set_fast_path', 'to_blocks', 'from_blocks', 'HTNet', 'has_hooks', 'reference_path',
            'patch_tokens', 'Im2col3', 'blocks_last', 'unblocks_last', 'ModelOps', 'forward_last', 'forward_fast',
-           'count_params', 'count_flops', 'tokens_per_block', 'config_label', 'model_cost', 'cpu_latency_ms']
+           'count_params', 'count_flops', 'tokens_per_block', 'config_label', 'model_cost', 'cpu_latency_ms',
+           'plot_hierarchy']
 
 # %% ../nbs/09_htnet.ipynb #8456c693
 class ChannelNorm(nn.Module):
@@ -382,3 +383,30 @@ def cpu_latency_ms(model, image_size: int, reps: int = 30) -> float:
     finally:
         torch.set_num_threads(n0)
     return 1e3 * statistics.median(ts)
+
+# %% ../nbs/09_htnet.ipynb #f887b2e5
+def plot_hierarchy(cfg: dict, axes=None, regions=('left eye', 'left mouth', 'right eye', 'right mouth')):
+    "HTNet's input and the token map of every level: the blocks attention is cut into (red), one shaded, its layer count."
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    L, p, S = cfg['num_hierarchies'], cfg['patch_size'], cfg['image_size']
+    fmap, reps, h = S // p, tuple(cfg['block_repeats']), S / 2
+    axes = plt.subplots(1, L + 1, figsize=(2.7 * (L + 1), 3))[1] if axes is None else axes
+    axes[0].imshow([[0.0]], cmap='Greys', vmin=0, vmax=1, extent=(0, S, S, 0))
+    for k, name in enumerate(regions):                   # the 2x2 mosaic: eye above mouth corner, left then right
+        r, c = k % 2, k // 2
+        axes[0].add_patch(Rectangle((c * h, r * h), h, h, alpha=0.25, color=plt.cm.tab10(k)))
+        axes[0].text(c * h + h / 2, r * h + h / 2, name.replace(' ', '\n'), ha='center', va='center', fontsize=7)
+    for k in range(0, S + 1, p): axes[0].axhline(k, color='0.5', lw=0.4); axes[0].axvline(k, color='0.5', lw=0.4)
+    axes[0].set_title(f'input {S}x{S}, four regions;\n{p}x{p} patches: {fmap}x{fmap} tokens', fontsize=8)
+    for i, (ax, level) in enumerate(zip(axes[1:], reversed(range(L)))):
+        m, n = fmap // 2 ** i, 2 ** level                 # the token map at this level; blocks per side
+        b = m // n
+        ax.imshow([[0.0]], cmap='Greys', vmin=0, vmax=1, extent=(0, m, m, 0))
+        for k in range(m + 1): ax.axhline(k, color='0.8', lw=0.5); ax.axvline(k, color='0.8', lw=0.5)
+        for r in range(n):
+            for c in range(n): ax.add_patch(Rectangle((c * b, r * b), b, b, fill=False, ec='tab:red', lw=1.8))
+        ax.add_patch(Rectangle((0, 0), b, b, color='tab:red', alpha=0.3))
+        ax.set_title(f'level {level}: {m}x{m} tokens, {n * n} block(s)\nof {b * b} token(s); {reps[i]} layer(s)', fontsize=8)
+    for ax in axes: ax.set_xticks([]); ax.set_yticks([])
+    return axes

@@ -18,9 +18,9 @@ from .train import LEAKY
 # %% auto #0
 __all__ = ['DATASET_NAMES', 'COMPARISONS_NOTE', 'RESULT_SUFFIXES', 'README_START', 'README_END', 'HEADLINE_START', 'HEADLINE_END',
            'OVERALL', 'PROTOCOLS', 'SUMMARY_RUNS', 'SUMMARY_COMPARISONS', 'HEADLINE_NOTE', 'render_table', 'bar_chart',
-           'chance_line', 'save_figure', 'uf1_bars', 'confusion_grid', 'render_aug', 'quality_md', 'sample_grid',
-           'seed_figure', 'removal_figure', 'cost_figure', 'fold_bars', 'calibration_figure', 'comparisons_md',
-           'Result', 'write_result', 'publish', 'result_folder', 'result_stem', 'artefact_provenance',
+           'chance_line', 'save_figure', 'plot_arms', 'uf1_bars', 'confusion_grid', 'render_aug', 'quality_md',
+           'sample_grid', 'seed_figure', 'removal_figure', 'cost_figure', 'fold_bars', 'calibration_figure',
+           'comparisons_md', 'Result', 'write_result', 'publish', 'result_folder', 'result_stem', 'artefact_provenance',
            'artefact_comparisons', 'results_summary', 'headline_summary', 'update_readme']
 
 # %% ../nbs/18_report.ipynb #392ef9c0
@@ -71,6 +71,26 @@ def save_figure(fig, path, dpi: int = 120) -> Path:
     import matplotlib.pyplot as plt
     fig.tight_layout(); fig.savefig(path, dpi=dpi); plt.close(fig)
     return Path(path)
+
+# %% ../nbs/18_report.ipynb #f3787ec6
+def plot_arms(table: pd.DataFrame, ax=None, dataset: str = 'composite', metric: str = 'UF1', title: str = ''):
+    "Every arm of an artefact's score table on `dataset`/`metric`: value, 95% interval, +-1 sd over seeds; leaky in red."
+    import matplotlib.pyplot as plt
+    t = table[(table['dataset'] == dataset) & (table['metric'] == metric) & (table['run'] != 'paired gain') & table['value'].notna()]
+    if 'fold' in t: t = t[t['fold'] == 'all']
+    cols = [c for c in ('method', 'config', 'augmentation', 'selection', 'run') if c in t and (c == 'method' or t[c].nunique() > 1)]
+    label = lambda r: ', '.join(str(r[c]) for c in cols if c == 'method' or str(r[c]) not in ('last', 'ours', 'preset'))
+    t = t.assign(label=[label(r) for _, r in t.iterrows()]).drop_duplicates('label')
+    ax = ax or plt.subplots(figsize=(7, 0.28 * len(t) + 1.2))[1]
+    for y, (_, r) in zip(range(len(t) - 1, -1, -1), t.iterrows()):
+        c = 'tab:red' if r.get('selection') == 'best-on-test' else 'k' if r['run'] == 'reported' else 'tab:blue'
+        if pd.notna(r.get('ci_low')): ax.plot([r['ci_low'], r['ci_high']], [y, y], color=c, lw=1)
+        if pd.notna(r.get('std')) and r['std'] > 0: ax.plot([r['value'] - r['std'], r['value'] + r['std']], [y, y], color=c, lw=4, alpha=0.4)
+        ax.plot(r['value'], y, {'ours': 'o', 'seed ensemble': 's', 'ensemble': 'D'}.get(r['run'], 'x'), color=c, ms=5)
+    ax.set_yticks(range(len(t) - 1, -1, -1), t['label'], fontsize=7); ax.set_xlabel(f'{metric}, {dataset}', fontsize=8)
+    ax.axvline(1 / len(CLASSES), color='gray', lw=0.6, ls=':')
+    ax.set_title(title or 'o seed mean (+-sd), s seed ensemble, x published; lines: 95% subject-level intervals; red: leaky', fontsize=8)
+    return ax
 
 # %% ../nbs/18_report.ipynb #e846e899
 def uf1_bars(scores: pd.DataFrame, path, title: str, panels: str | None = None, published: pd.DataFrame | None = None) -> Path:

@@ -15,7 +15,7 @@ from .metrics import uf1
 from .recipe import Method, Preset, autocast, build_model, class_weights, shuffles
 
 # %% auto #0
-__all__ = ['SELECTIONS', 'LEAKY', 'train_fold', 'select_epoch']
+__all__ = ['SELECTIONS', 'LEAKY', 'train_fold', 'select_epoch', 'fold_curves', 'plot_selection']
 
 # %% ../nbs/11_train.ipynb #093b242e
 def train_fold(x_train: np.ndarray, y_train: np.ndarray, evals: dict, preset: Preset, seed: int = 0,
@@ -70,3 +70,30 @@ def select_epoch(mode: str, test_logits: np.ndarray, test_labels: np.ndarray, va
         score = np.array([uf1(val_labels, l.argmax(-1)) for l in val_logits])
         return int(len(score) - 1 - np.argmax(score[::-1]))
     raise MerError(f'unknown selection {mode!r} (choose from {", ".join(SELECTIONS)})')
+
+# %% ../nbs/11_train.ipynb #53fa8e9f
+def fold_curves(x, y, groups, preset: Preset, seed: int = 0, method: str = 'HTNet') -> dict:
+    "{held-out group: (per-epoch test logits (epochs, n, 3), its labels)}: one `train_fold` per group, trained without it."
+    groups, y = np.asarray(groups).astype(str), np.asarray(y)
+    out = {}
+    for g in np.unique(groups):
+        te = groups == g
+        logs, _, _ = train_fold(x[~te], y[~te], {'test': x[te]}, preset, seed=seed, method=method)
+        out[g] = (logs['test'], y[te])
+    return out
+
+def plot_selection(curves: dict, ax=None):
+    "Per-fold test accuracy by epoch; o: the last epoch (honest), *: the best epoch on the test subject (leaky); means in the title."
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(6.5, 3.4))[1]
+    picked = {'last': [], 'best-on-test': []}
+    for i, (logits, labels) in enumerate(curves.values()):
+        acc = (logits.argmax(-1) == labels).mean(-1)
+        col = plt.cm.tab10(i % 10)
+        ax.plot(np.arange(1, len(acc) + 1), acc, color=col, lw=1, alpha=0.8)
+        for mode, marker, size in (('last', 'o', 6), ('best-on-test', '*', 12)):
+            e = select_epoch(mode, logits, labels)
+            ax.plot(e + 1, acc[e], marker, color=col, ms=size, mec='k'); picked[mode].append(acc[e])
+    ax.set(xlabel='epoch', ylabel='accuracy on the held-out subject', ylim=(-0.03, 1.05))
+    ax.set_title(f"mean over folds: o last epoch {np.mean(picked['last']):.2f}, * best on test {np.mean(picked['best-on-test']):.2f}", fontsize=9)
+    return ax

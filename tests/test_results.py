@@ -161,3 +161,35 @@ def test_primary_family_holm(cf):
     for fam, g in c.groupby('family'):
         assert np.allclose(g.p_holm, holm(g.p), atol=1e-12), (cf, fam)
     assert (c.mde >= 0).all() and ((c.verdict == 'not resolved') == (c.p_holm >= 0.05)).all(), cf
+
+
+CONTROL_FILES = sorted(RESULTS.glob('*/*_controls.csv')) if RESULTS.is_dir() else []
+
+
+def test_esaat_is_asked_where_it_has_a_choice():
+    """A committed Table 5 runs at a depth where the removal rule has a choice (several removable sub-layers per run) with
+    random controls drawn per fold, and says how often each control removed exactly ESAAT's set."""
+    deep = [f for f in CONTROL_FILES if json.loads((f.parent / 'run.json').read_text())['parameters'].get('draws') == 'fold']
+    assert deep, 'no committed Table 5 with controls drawn per fold'
+    for f in deep:
+        model = json.loads((f.parent / 'run.json').read_text())['preset']['model']
+        assert sum(model['block_repeats']) - model['num_hierarchies'] >= 10, model     # the paper's depth: 11 removable
+
+
+@pytest.mark.parametrize('cf', CONTROL_FILES, ids=[f.parent.name for f in CONTROL_FILES])
+def test_controls_differ_from_esaat_where_they_can(cf):
+    """Where the rule has a choice (several removable sub-layers, draws per fold) a random-removal control that equalled
+    ESAAT in most runs could not tell the entropy criterion from chance: each control must differ from it in at least 80%
+    of the (seed, fold) runs. The removal counts per sub-layer agree with the number of runs and the removed sets' size."""
+    run = json.loads((cf.parent / 'run.json').read_text())
+    model, draws = run['preset']['model'], run['parameters'].get('draws', 'seed')
+    c = pd.read_csv(cf)
+    assert len(c) >= 3 and c['method'].str.startswith('ESAAT-').all(), c
+    folds = 68 if run['parameters'].get('protocol', 'loso') == 'loso' else run['parameters'].get('k', 5)
+    assert (c['runs'] == folds * len(run['seeds'])).all() and ((c['share'] - c['same set as ESAAT'] / c['runs']).abs() < 1e-9).all(), c
+    removed = pd.read_csv(cf.parent / f'{result_stem(cf.parent)}_removed.csv')
+    assert (removed['folds'] == folds * len(run['seeds'])).all()
+    per_run = removed['removed in folds'].sum() / removed['folds'].iloc[0]
+    if sum(model['block_repeats']) - model['num_hierarchies'] >= 3 and draws == 'fold':
+        assert per_run >= 3, per_run                              # several removed per run: each a choice among many
+        assert (c['share'] <= 0.2).all(), c
