@@ -220,8 +220,8 @@ def summary(d, shared):
 
 
 def course(nbs):
-    """{notebook file name: 'N. chapter'} of the learning path, in order: the rows of the table under '## The course'
-    in the landing page (nbs/index.ipynb), so that the path is declared once and the navigation follows it."""
+    """{notebook file name: its chapter(s), 'N. title'} of the learning path, in order: the rows of the table under
+    '## The course' in the landing page (nbs/index.ipynb), so that the path is declared once and the navigation follows it."""
     index = nbs / 'index.ipynb'
     if not index.exists(): return {}
     text = ''.join(''.join(c['source']) for c in json.loads(index.read_text())['cells'] if c['cell_type'] == 'markdown')
@@ -230,7 +230,7 @@ def course(nbs):
     out = {}
     for n, chapter, f in rows:
         if not (nbs / f).is_file(): sys.exit(f'docs: nbs/index.ipynb: the course links {f}, which nbs/ does not hold')
-        out.setdefault(f, f'{n}. {chapter}')
+        out[f] = f'{out[f]} · {n}. {chapter.split(":")[0]}' if f in out else f'{n}. {chapter}'   # a notebook two chapters read
     return out
 
 
