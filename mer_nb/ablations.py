@@ -177,6 +177,7 @@ def _eligible(recs: list, min_per_level: int) -> int:
     levels = pd.Series([l for l, _ in recs[0]['keys']]).value_counts()
     return int((levels - min_per_level).clip(lower=0).sum())
 
+# %% ../nbs/22_ablations.ipynb #6953f862
 def table5_render(exp: Experiment, res: Result, arms: list, ds, config: str = 'preset', method: str = 'ESAAT', latency_reps: int = 30,
                   attending: dict | None = None, random_draws: int = RANDOM_DRAWS, finetune_only: bool = True, draws: str = 'seed') -> Result:
     "Table 5's cost, removal statistics, the pre-pruning check, its text and the transfer-entropy figure."

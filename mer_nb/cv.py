@@ -152,6 +152,7 @@ def _check_finite(job: dict, spec, logs: dict, losses) -> None:
         raise MerError(f"{_method_name(spec)}, seed {job['seed']}, fold {job['fold']}: the loss or the logits are not finite from epoch "
                        f"{min(bad) + 1} of {len(losses)}: training diverged (a smaller lr?); no record was written")
 
+# %% ../nbs/14_cv.ipynb #e26fc12a
 def _write_outputs(job: dict, model, xt, yt, evals, rec: dict, logs, losses, seconds: float) -> list:
     """The records one trained fold gives: for each (method, path) of `job['outputs']` (the run's siblings, then the
     run's method, those whose records are missing), that method's `post_train` step on the trained model -- on a copy
@@ -259,6 +260,7 @@ def _fold_names(keys) -> str:
     names = [f'{n}' + (f' seed {s}' if len(seeds) > 1 else '') + (f' ({r})' if len(regimes) > 1 else '') for r, s, n in keys]
     return ', '.join(names[:20]) + (f' and {len(names) - 20} more' if len(names) > 20 else '')
 
+# %% ../nbs/14_cv.ipynb #32b75c83
 def _wait_for(paths, rank: int, world: int, poll: float = 1.0, timeout: float | None = None) -> None:
     """Block until every fold record exists (written by this or another rank); say what is missing now and then.
     `paths`: {(regime, seed, fold): path}. After `timeout` seconds ($MER_NB_SHARD_TIMEOUT, default 24 h) a one-line

@@ -25,6 +25,7 @@ __all__ = ['LANDMARKS', 'COMPOSITE_COLUMNS', 'LABEL_VALUES', 'MAX_IMAGE_PIXELS',
 # %% ../nbs/01_data.ipynb #6dd27f54
 LANDMARKS = ('left_eye', 'right_eye', 'nose', 'left_mouth', 'right_mouth')
 
+# %% ../nbs/01_data.ipynb #145c077c
 @dataclass
 class MERDataset:
     "Micro-expression samples: ids, source dataset, subject, label, 3xHxW flow image, optional landmarks and faces."
@@ -125,6 +126,7 @@ def image_header_problem(path, size: int | None = None, noun: str = '') -> str |
         return f'truncated {what} {path} ({" ".join(str(e).split()) or type(e).__name__})'
     return None
 
+# %% ../nbs/01_data.ipynb #0468bf39
 def read_checked_image(path, root=None, size: int | None = None, channels: int | None = None, gray: bool = False,
                        noun: str = '') -> tuple[np.ndarray | None, str | None]:
     """(image, None), or (None, the problem in one line): the one set of rules for an image named by a label file,
@@ -192,6 +194,7 @@ def composite_row(root, r: dict, seen: dict, line: int, faces: bool = True, size
         if p: problems.append(f'apex face: {p}')
     return flow, face, problems
 
+# %% ../nbs/01_data.ipynb #9efe6365
 def load_composite(root, faces: bool = False, size: int = 28) -> MERDataset:
     "Load the MEGC2019 composite layout at `root` (labels.csv, flow_uv_os/, apex_faces/); the first bad row stops it, named."
     root = Path(root)

@@ -107,6 +107,7 @@ class DDPM:
 def _to_model(x): return torch.as_tensor(x, dtype=torch.float32) * 2 - 1
 def _from_model(x): return ((x.clamp(-1, 1) + 1) / 2).cpu().numpy().astype(np.float32)
 
+# %% ../nbs/17_diffusion.ipynb #d6373bb7
 def fit_ddpm(x, y, cfg: DDPMConfig = DDPMConfig(), seed: int = 0, device: str | None = None, progress: bool = False,
              keep_online: bool = False) -> DDPM:
     "Fit the class-conditional DDPM on images `x` (N, C, H, W) in [0, 1] with labels `y` in {0, 1, 2}."

@@ -72,6 +72,7 @@ def _gaussian_cmi(z, a, h, k):
     cmi = 0.5 * (sub(np.r_[iz, ih]) + sub(np.r_[ia, ih]) - sub(ih) - sub(np.r_[iz, ia, ih]))
     return max(0.0, float(cmi))
 
+# %% ../nbs/16_esaat.ipynb #5935dab8
 def null_level(n: int, k: int = 8, dz: int = 3, q: float = 0.95) -> float:
     "The chi-square null level chi2_q(dz k) / (2n) of the estimate when A carries nothing (threshold mode)."
     from scipy.stats import chi2
@@ -228,6 +229,7 @@ def plot_choices(configs: dict, target: float = 0.18, ax=None):
 CRITERIA = ('entropy', 'random', 'none')
 RANDOM_DRAWS = 3        # random-removal draws Table 5 runs as the control of the entropy criterion
 
+# %% ../nbs/16_esaat.ipynb #e5847694
 @dataclass(frozen=True)
 class ESAAT:
     """ESAAT as a per-fold step after training (a `Method.post_train`). `criterion` 'entropy' is the paper's method;
@@ -286,6 +288,7 @@ class ESAAT:
         if 'test' in logs: extra['base_test_logits'] = logs['test'][-1]
         return ft_logs, ft_losses, extra
 
+# %% ../nbs/16_esaat.ipynb #541db7ec
 _ESAAT_REF = 'Zhang et al., Sci. Rep. 15, 13711 (2025); ESAAT.md'
 register_method('ESAAT', Method(HTNet, model_input, 'torch', True, _ESAAT_REF, post_train=ESAAT()))
 # Table 5's controls of the entropy criterion: random removal (RANDOM_DRAWS draws) and fine-tuning with nothing removed

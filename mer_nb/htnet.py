@@ -55,6 +55,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x): return self.net(x)
 
+# %% ../nbs/09_htnet.ipynb #979b50eb
 class Attention(nn.Module):
     "HTNet's multi-head self-attention over the tokens of one block: bias-free 1x1-conv qkv, 1x1-conv output."
     def __init__(self, dim: int, heads: int, dropout: float = 0.):
@@ -233,6 +234,7 @@ def patch_tokens(img, p: int):
     x = img.reshape(*lead, c, H // p, p, W // p, p).permute(*range(k), k + 1, k + 3, k + 2, k + 4, k)
     return x.reshape(*lead, H // p, W // p, p * p * c)
 
+# %% ../nbs/09_htnet.ipynb #63ff316f
 class Im2col3(torch.autograd.Function):
     """(..., h, w, C) channels-last maps -> (..., h*w, 9*C): each position's 3x3 neighbourhood (zero padding 1) as one
     row, taps ordered (kh, kw, C). Forward is a copy; backward adds the nine taps' gradients in a fixed order, so any
@@ -316,6 +318,7 @@ def _transformer_last(ops, tr: Transformer, x):
         x = f[4](ops.lin(f[2](f[1](ops.lin(ops.ln(x, ff.norm), f[0]))), f[3])) + x
     return x
 
+# %% ../nbs/09_htnet.ipynb #46511734
 def forward_last(model: HTNet, ops, x):
     """HTNet's layers on channels-last patch tokens x (..., S/p, S/p, p*p*C) -> logits (..., classes), through the
     accessor `ops`: `ModelOps()` for one model (the fast path), `12_foldpar.FoldOps` for G folds."""

@@ -218,6 +218,7 @@ def _arm_label(filters: dict) -> str:
     "An arm's filters as text, e.g. 'method=HTNet+LAPE'."
     return ', '.join(f'{k}={v}' for k, v in filters.items()) or '(all)'
 
+# %% ../nbs/07_metrics.ipynb #466564bb
 def compare_arms(preds: pd.DataFrame, comparisons, by=(), metric: str = 'UF1', selection: str | None = 'last',
                  per_dataset: bool = False, paired_seeds: bool = True, n_boot: int = 1000, n_perm: int = 10000,
                  alpha: float = 0.05, seed: int = 0, overall: str = 'composite') -> pd.DataFrame:

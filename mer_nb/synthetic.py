@@ -29,6 +29,7 @@ def _subject_params(rng) -> dict:
                 mouth_y=rng.uniform(19, 25), nose_y=rng.uniform(5, 9), lip_t=rng.uniform(2, 3.5), skin=rng.uniform(120, 185),
                 bg=rng.uniform(30, 90), tex_sigma=rng.uniform(1.0, 2.2), tex_amp=rng.uniform(8, 18))
 
+# %% ../nbs/05_synthetic.ipynb #5d97ab55
 def _render_face(sp: dict, rng, canvas: int = 112) -> tuple[np.ndarray, dict]:
     "A subject's neutral face (float32 canvas x canvas, grey levels) and its key points {name: (x, y)} in canvas pixels."
     s = canvas / 112
@@ -107,6 +108,7 @@ def _class_bumps(label: int, kp: dict, A: float, s: float, rng, style: np.ndarra
         b.append((kp['lower_lip'], 6 * s, (0.0, 0.5 * A * f())))
     return b
 
+# %% ../nbs/05_synthetic.ipynb #e3275c7f
 def _bump_field(bumps: list, canvas: int) -> tuple[np.ndarray, np.ndarray]:
     "The displacement field (dx, dy) of a list of Gaussian bumps."
     yy, xx = np.mgrid[0:canvas, 0:canvas].astype(np.float32)
@@ -124,6 +126,7 @@ def _check_args(n_subjects, per_class, canvas, P, seed):
     unknown = sorted(set(P) - set(SYNTH_PARAMS))
     if unknown: raise MerError(f'make_synthetic: unknown parameter(s) {", ".join(unknown)} (see SYNTH_PARAMS)')
 
+# %% ../nbs/05_synthetic.ipynb #43aac18d
 def synthetic_frames(n_subjects: int = 12, per_class: int = 6, seed: int = 0, canvas: int = 112, params: dict | None = None) -> dict:
     "Onset/apex uint8 frame pairs (N, canvas, canvas) with ids, subjects, labels, canvas landmarks (N, 5, 2) and per-sample facts."
     P = {**SYNTH_PARAMS, **(params or {})}
