@@ -167,7 +167,7 @@ def from_records(r: dict, rdirs, n_folds: int) -> dict:
             per_seed.append((sum(secs) + sum(sib)) * n_folds / len(secs))    # scaled up when folds are missing
             found = max(found, len(secs))
     if not per_seed: return {}
-    return dict(folds=n_folds, found=found, seeds=len(per_seed), fold_batch=sorted(fb), seed_core_s=float(np.mean(per_seed)))
+    return dict(folds=n_folds, found=found, seeds_found=len(per_seed), fold_batch=sorted(fb), seed_core_s=float(np.mean(per_seed)))
 
 
 def _fmt_h(s: float) -> str:
