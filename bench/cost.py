@@ -107,7 +107,8 @@ def measure(r: dict, data, preset: str, sample: int, seeds, epochs, tmp) -> dict
     torch.set_num_threads(1)
     import mer_nb.cv as CV
     from mer_nb.diffusion import fit_records
-    from mer_nb.experiments import Experiment    # registers every method
+    from mer_nb.experiments import load_artefacts
+    load_artefacts()                              # the artefact modules register every method they run (ESAAT, baselines)
     from mer_nb.recipe import get_method, get_preset, method_inputs
     p = get_preset(preset)
     ds = _dataset(data, p, r['faces'])
@@ -189,7 +190,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     os.environ['OMP_NUM_THREADS'] = '1'
     sys.path.insert(0, str(ROOT))
-    from mer_nb.experiments import Experiment    # registers every method
+    from mer_nb.experiments import load_artefacts
+    load_artefacts()                              # the artefact modules register every method they run (ESAAT, baselines)
     from mer_nb.recipe import get_preset
     from mer_nb.cv import make_folds
     p = get_preset(a.preset)
