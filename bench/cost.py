@@ -42,7 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSITE = ROOT.parent/'shared'/'data'/'megc2019_composite'
 def plan(p, k: int = 5, seeds=(0,), data=None, artefacts=None) -> list[dict]:
-    """Every training run of every registered artefact (`experiments.ARTEFACTS`, in the order `reproduce` runs them), as
+    """Every training run of every registered artefact that `reproduce` makes (`experiments.ARTEFACTS`, in its order), as
     run_cv arguments, read from each artefact's declared arms (`Artefact.arms`) at its default options: nothing here is
     written per table. `seeds`: the reproduction's; `artefacts`: a Python file registering more. An arm whose training
     also writes its `siblings`' records (Table 5's ESAAT and its controls) becomes a family row, its members shared."""
@@ -53,6 +53,7 @@ def plan(p, k: int = 5, seeds=(0,), data=None, artefacts=None) -> list[dict]:
     exp = Experiment.create(p, data, out=Path(tempfile.mkdtemp())/'plan', seeds=tuple(seeds), k=k, progress=False)
     rows = []
     for name, art in arts.items():
+        if not art.in_all: continue        # an extra (tune): not part of a reproduction; it states its own cost before it trains
         arms = art.arms(exp) if art.arms else []
         fam = {}                           # sibling method -> the row of the family run that writes its records
         for a in arms:

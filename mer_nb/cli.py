@@ -51,9 +51,9 @@ def experiments_dir() -> Path:
     return d
 
 def parse_only(only, artefacts=None) -> list[str]:
-    "Artefact names from 'table1,table2' or a list; all when empty. `artefacts`: a Python file that registers more (`--artefacts`)."
+    "Artefact names from 'table1,table2' or a list; when empty, all but the extras (`Artefact.in_all`). `artefacts`: a Python file that registers more (`--artefacts`)."
     arts = load_artefacts(artefacts)
-    names = [o.strip() for o in (only.split(',') if isinstance(only, str) else only or []) if o.strip()] or list(arts)
+    names = [o.strip() for o in (only.split(',') if isinstance(only, str) else only or []) if o.strip()] or [n for n, a in arts.items() if a.in_all]
     bad = [n for n in names if n not in arts]
     if bad: raise MerError(f'--only: unknown artefact(s) {", ".join(bad)} (choose from {", ".join(arts)})')
     return names
@@ -262,6 +262,10 @@ def _checked(preset, data, only, out, workers, device, overrides, extra, results
     declared = {n: notebook_params(notebook_of(n)) for n in names}
     unknown = [k for k in extra if not any(k in d for d in declared.values())]
     if unknown: raise MerError(f'--param {unknown[0]}: not a parameter of {", ".join(notebook_of(n).name for n in names)}')
+    for n in names:                          # an artefact's own options (the generic notebook's `options`), checked now
+        if (chk := ARTEFACTS[n].check_options) and extra.get('options') is not None and 'options' in declared[n]:
+            if not isinstance(extra['options'], dict): raise MerError(f"--param options: expected a JSON object, not {extra['options']!r}")
+            chk(**extra['options'])
     out = check_writable(out, '--out', folder=True)
     for name in names: check_writable(out/name, '--out', folder=True)      # an artefact folder that is a file
     if results is not None:
@@ -519,6 +523,21 @@ def _count(lo: int):
         return v
     return count
 
+# %% ../nbs/25_cli.ipynb #2e668e87
+def _tune_parser(sub, r, kw: dict):
+    "`mer-nb tune`: reproduce's options (those of parser `r`) for the one artefact `tune`, and the search's own."
+    tu = sub.add_parser('tune', help='nested hyper-parameter search on the training subjects only, against HTNet (the tune artefact, mer_nb.tune)', **kw)
+    for action in r._actions:     # reproduce's options, but --only, --artefacts and --param: this command makes one artefact
+        if action.dest not in ('help', 'only', 'artefacts', 'param', 'debug', 'isa'): tu._add_action(action)
+    tu.add_argument('--protocol', default='kfold', choices=['kfold', 'loso'], help='the outer folds: subject-grouped K-fold, or LOSO (about 14x the trainings on the composite)')
+    tu.add_argument('--k', type=_count(2), default=5, help='outer folds of kfold')
+    tu.add_argument('--inner-k', type=_count(2), default=3, help='subject-grouped inner folds per outer fold')
+    tu.add_argument('--configs', type=_count(1), default=None, help='budget: this many training configurations drawn at random from the space (default: all)')
+    tu.add_argument('--space', default=None, help='the search space as JSON, e.g. \'{"lr": [0.001], "mirror": [false, true], "epochs": [40, 60], "average": [1, 10]}\' '
+                    '(default: tune.default_space of the preset)')
+    tu.add_argument('--baselines', default=None, help='comma-separated network baselines ensembled with the tuned model (default: all of Table 1\'s networks)')
+    return tu
+
 # %% ../nbs/25_cli.ipynb #f14343cc
 def parser() -> argparse.ArgumentParser:
     "The `mer-nb` argument parser."
@@ -529,12 +548,13 @@ def parser() -> argparse.ArgumentParser:
     kw = dict(formatter_class=_Formatter, parents=[common])
     ap = _Parser(prog='mer-nb', description="Micro-expression recognition: reproduce the paper's tables and figures.", **kw)
     ap.add_argument('--version', action='version', version=f'%(prog)s {mer_nb.__version__}')
-    sub = ap.add_subparsers(dest='cmd', required=True, metavar='{reproduce,results,train,predict,data}')
+    sub = ap.add_subparsers(dest='cmd', required=True, metavar='{reproduce,tune,results,train,predict,data}')
     r = sub.add_parser('reproduce', help='run the experiment notebooks with papermill', **kw)
     r.add_argument('--preset', default='quick', choices=list(PRESETS), help='training budget: smoke (plumbing only), demo (minutes, synthetic), '
                    'quick (the CPU preset), paper (a CUDA machine); the default of the command line, the Python API and the notebooks')
     r.add_argument('--data', default=None, help='dataset folder (MEGC2019 composite layout); default: the embedded synthetic set')
-    r.add_argument('--only', default=None, help=f'comma-separated artefacts: {",".join(ARTEFACTS)} (default: all)')
+    r.add_argument('--only', default=None, help=f'comma-separated artefacts: {",".join(ARTEFACTS)} (default: all but the extras, '
+                   f'{",".join(n for n, a in ARTEFACTS.items() if not a.in_all)})')
     r.add_argument('--artefacts', default=None, metavar='FILE', help='a Python file registering more artefacts (experiments.register_artefact), '
                    'run through the generic notebook; --only names them')
     r.add_argument('--out', default='reports', help='output folder: one subfolder per artefact, fold records in runs/')
@@ -554,6 +574,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument('--results', default=None, help='also publish each finished artefact here (tables, figures, run.json, '
                    'executed notebook, gzipped predictions) in <name>/, or <name>_<config>/ for a run of only non-preset '
                    'configurations (--param configs=\'["attending"]\'): the folder to commit')
+    _tune_parser(sub, r, kw)
     rs = sub.add_parser('results', help="summarise a results folder (composite UF1 under `last`, comparisons) for the README", **kw)
     rs.add_argument('path', help='the results folder (one subfolder per artefact, as `reproduce --results` writes it)')
     rs.add_argument('--readme', default=None, help='write the summary into this file between its results markers (default: print it)')
@@ -609,11 +630,19 @@ def _overrides(a) -> dict | None:
         if getattr(a, name) and name in sets: raise MerError(f'--{name} and --set {name}: give one of them')
     return {**sets, **{k: v for k, v in (('recipe', a.recipe), ('precision', a.precision)) if v}} or None
 
+
+# %% ../nbs/25_cli.ipynb #470cff93
 def _run(a) -> int:
     if a.cmd == 'reproduce':
         reproduce(a.preset, a.data, a.only, a.out, a.seeds, a.workers, device=a.device,      # reproduce reads the seeds (once)
                   overrides=_overrides(a),
                   extra=parse_params(a.param), results=a.results, artefacts=a.artefacts)
+    elif a.cmd == 'tune':
+        options = {'inner_k': a.inner_k, 'n_configs': a.configs}
+        if a.space is not None: options['space'] = parse_params([f'space={a.space}'], '--space')['space']
+        if a.baselines is not None: options['baselines'] = [b.strip() for b in a.baselines.split(',') if b.strip()]
+        reproduce(a.preset, a.data, 'tune', a.out, a.seeds, a.workers, device=a.device, overrides=_overrides(a),
+                  extra={'protocol': a.protocol, 'k': a.k, 'options': options}, results=a.results)
     elif a.cmd == 'results':
         from mer_nb.report import results_summary
         if not Path(a.path).is_dir(): raise MerError(f'{a.path}: no such folder')

@@ -25,7 +25,7 @@ from .sources import find_dataset, open_dataset
 from .metrics import compare_arms, score_predictions
 from .recipe import RECIPES, Preset, as_list, get_method, get_preset, parse_seeds, uses_faces
 from .train import SELECTIONS
-from .cv import record_paths, run_cv
+from .cv import make_folds, record_paths, run_cv
 from .store import training_code
 from .diffusion import DiffusionAugment
 from .report import COMPARISONS_NOTE, Result, comparisons_md, render_table, write_result
@@ -121,6 +121,7 @@ class Arm:
     siblings: tuple = ()               # methods whose records the same trainings also write (`run_cv`)
     columns: dict = field(default_factory=dict)   # more columns that tell this arm's rows apart, e.g. {'config': 'preset'}
     ensemble: bool = True              # a seed-ensemble row when it has several seeds
+    train: Callable | None = None      # train(exp, dataset) -> its predictions, when it is not trained by `run_cv` of `method` (e.g. `tune`'s nested search)
 
 @add_to(Experiment)
 def augmenter(self, overrides: dict | None = None) -> DiffusionAugment:
@@ -134,15 +135,17 @@ def augmenter(self, overrides: dict | None = None) -> DiffusionAugment:
 # %% ../nbs/19_experiments.ipynb #f7374f62
 @add_to(Experiment)
 def run(self, method: str = 'HTNet', model_kw: dict | None = None, augment=None, dataset: MERDataset | None = None,
-        protocol: str | None = None, k: int | None = None, selections=None, workers: int | None = None, siblings=()) -> pd.DataFrame:
+        protocol: str | None = None, k: int | None = None, selections=None, workers: int | None = None, siblings=(), only_folds=None) -> pd.DataFrame:
     """`run_cv` with this experiment's preset, run cache, seeds, selections, protocol and device (each overridable);
-    `siblings`: methods whose records the same trainings also write (`run_cv`), read by their own `run` calls."""
+    `siblings`: methods whose records the same trainings also write (`run_cv`), read by their own `run` calls;
+    `only_folds`: the names of the folds to run (default: all)."""
     ds, sels, protocol, k = self.dataset() if dataset is None else dataset, self.selections if selections is None else selections, protocol or self.protocol, k or self.k
     preds = run_cv(ds, self.preset, self.runs, protocol, k, self.seeds, sels, model_kw=model_kw, method=method,
                    workers=self.workers if workers is None else workers, device=self.device, progress=self.progress, augment=augment,
-                   siblings=siblings)
+                   siblings=siblings, only_folds=only_folds)
+    folds = [f for f in make_folds(ds.subjects, protocol, k) if only_folds is None or f[0] in set(only_folds)]
     for regime in sorted({'inner' if s == 'inner-val' else 'full' for s in sels}):
-        for p in record_paths(self.runs, ds, self.preset, protocol, k, regime, model_kw, method, augment, self.seeds, device=self.device).values():
+        for p in record_paths(self.runs, ds, self.preset, protocol, k, regime, model_kw, method, augment, self.seeds, folds, self.device).values():
             if p not in self._records:
                 with np.load(p) as r: self._records[p] = float(r['seconds']) if 'seconds' in r.files else float('nan')
     atomic_write(self.out/'compute.json', json.dumps(self.compute(), indent=1) + '\n')
@@ -150,8 +153,9 @@ def run(self, method: str = 'HTNet', model_kw: dict | None = None, augment=None,
 
 @add_to(Experiment)
 def run_arm(self, arm: Arm, dataset: MERDataset | None = None) -> pd.DataFrame:
-    "The predictions of `arm`, its rows named `arm.name` (column `method`) with its `columns`."
+    "The predictions of `arm` (`run_cv` of its method, or its own `train`), its rows named `arm.name` (column `method`) with its `columns`."
     exp = self if arm.seeds is None else replace(self, seeds=tuple(arm.seeds))
+    if arm.train is not None: return arm.train(exp, dataset).assign(method=arm.name, **arm.columns)
     sk = get_method(arm.method).kind == 'sklearn'
     aug = None if arm.augment is None else self.augmenter(arm.augment)
     return exp.run(arm.method, arm.model_kw, augment=aug, dataset=dataset, protocol=arm.protocol, k=arm.k,
@@ -283,6 +287,8 @@ class Artefact:
     diffusion: bool = False            # trains with diffusion augmentation, so runs on our input recipe only
     needs_runs: bool = False           # its render reads fold records or caches besides the predictions (`mer-nb rescore` redoes its comparisons only)
     order: float = 100                 # its place in `reproduce`'s run order (runs shared between artefacts are trained by the first)
+    check_options: Callable | None = None   # check_options(**options): a one-line MerError for a bad option, before anything runs
+    in_all: bool = True                # made by `reproduce` without --only; False: an extra, made when named (e.g. `tune`: `mer-nb tune`)
     source: str = ''                   # the file that declared it (set by `register_artefact`)
 
 ARTEFACTS: dict[str, Artefact] = {}

@@ -5,6 +5,8 @@
 # %% ../nbs/11_train.ipynb #7e7bff8a
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -15,7 +17,7 @@ from .metrics import uf1
 from .recipe import Method, Preset, autocast, build_model, class_weights, shuffles
 
 # %% auto #0
-__all__ = ['SELECTIONS', 'LEAKY', 'train_fold', 'select_epoch', 'fold_curves', 'plot_selection']
+__all__ = ['SELECTIONS', 'LEAKY', 'train_fold', 'select_epoch', 'MirrorAugment', 'fold_curves', 'plot_selection']
 
 # %% ../nbs/11_train.ipynb #093b242e
 def train_fold(x_train: np.ndarray, y_train: np.ndarray, evals: dict, preset: Preset, seed: int = 0,
@@ -70,6 +72,18 @@ def select_epoch(mode: str, test_logits: np.ndarray, test_labels: np.ndarray, va
         score = np.array([uf1(val_labels, l.argmax(-1)) for l in val_logits])
         return int(len(score) - 1 - np.argmax(score[::-1]))
     raise MerError(f'unknown selection {mode!r} (choose from {", ".join(SELECTIONS)})')
+
+# %% ../nbs/11_train.ipynb #2e375696
+@dataclass(frozen=True)
+class MirrorAugment:
+    """Every training sample once more, mirrored left-right: the mosaic's columns reversed and u negated (1 - u, the
+    min-max scaled image of -u); labels kept. For our input recipe (channels u, v, strain in [0, 1])."""
+    def __call__(self, x, y, subjects=None, fold: str = '', seed: int = 0, regime: str = 'full'):
+        x = np.asarray(x)
+        if x.ndim != 4 or x.shape[1] != 3: raise MerError(f'MirrorAugment: inputs of shape {x.shape}, expected (N, 3, H, W) mosaics')
+        m = np.ascontiguousarray(x[..., ::-1])
+        m[:, 0] = 1 - m[:, 0]
+        return m, np.asarray(y).copy()
 
 # %% ../nbs/11_train.ipynb #53fa8e9f
 def fold_curves(x, y, groups, preset: Preset, seed: int = 0, method: str = 'HTNet') -> dict:

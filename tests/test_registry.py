@@ -22,7 +22,7 @@ def test_builtin_artefacts_declared_once():
             'print(json.dumps({n: [a.title, notebook_of(n).is_file(), a.arms is None, a.source] for n, a in ARTEFACTS.items()}))')
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     arts = json.loads(r.stdout.strip().splitlines()[-1])
-    assert list(arts) == ['table1', 'noise', 'table4', 'table5', 'fig1', 'table2', 'table3'], r.stderr
+    assert list(arts) == ['table1', 'noise', 'table4', 'table5', 'fig1', 'table2', 'table3', 'tune'], r.stderr
     for name, (title, has_notebook, no_arms, source) in arts.items():
         assert title and has_notebook, name
         assert no_arms == (name == 'fig1'), name            # every table trains; the figure counts

@@ -193,3 +193,30 @@ def test_controls_differ_from_esaat_where_they_can(cf):
     if sum(model['block_repeats']) - model['num_hierarchies'] >= 3 and draws == 'fold':
         assert per_run >= 3, per_run                              # several removed per run: each a choice among many
         assert (c['share'] <= 0.2).all(), c
+
+
+def test_tuning_kept_the_outer_test_subjects_out():
+    """The committed nested search (`results/tune`): in every (seed, outer fold, training configuration) inner fold
+    record, no subject the tuned model was scored on in that outer fold; every outer training subject tested once per
+    inner cross-validation; one chosen configuration per seed and outer fold, the best inner score; its comparisons."""
+    adir = RESULTS / 'tune'
+    if not adir.is_dir(): pytest.skip('no committed tune artefact')
+    run = json.loads((adir / 'run.json').read_text())
+    folds = pd.read_csv(adir / 'tune_folds.csv', dtype={'outer': str, 'train_subjects': str, 'test_subjects': str})
+    choices, inner = (pd.read_csv(adir / f'tune_{k}.csv', dtype={'outer': str}) for k in ('choices', 'inner'))
+    preds = pd.read_csv(adir / 'tune_predictions.csv.gz', dtype={'subject': str, 'fold': str})
+    tuned = preds[preds.method == 'HTNet tuned']
+    assert len(run['seeds']) >= 3 and set(tuned.seed) == set(run['seeds']) and tuned.groupby('seed').id.nunique().eq(442).all()
+    for (seed, outer), g in tuned.groupby(['seed', 'fold']):
+        f = folds[(folds.seed == seed) & (folds.outer == outer)]
+        test_subjects, everyone = set(g.subject), set(preds.subject)
+        assert len(f) and not any(set(f'{a} {b}'.split()) & test_subjects for a, b in zip(f.train_subjects, f.test_subjects)), (seed, outer)
+        for _, cfg in f.groupby(['lr', 'mirror']):
+            assert sorted(' '.join(cfg.test_subjects).split()) == sorted(everyone - test_subjects), (seed, outer)
+    assert len(choices) == len(run['seeds']) * tuned.fold.nunique() and not choices.duplicated(['seed', 'outer']).any()
+    best = inner.groupby(['seed', 'outer']).inner_uf1.max()
+    assert (choices.set_index(['seed', 'outer']).inner_uf1 == best.loc[list(zip(choices.seed, choices.outer))].to_numpy()).all()
+    c = pd.read_csv(adir / 'comparisons.csv')
+    assert {'HTNet tuned vs HTNet', 'HTNet tuned seed ensemble vs HTNet seed ensemble',
+            'HTNet tuned + baselines ensemble vs HTNet seed ensemble'} <= set(c.comparison)
+    assert '**Targets**' in (adir / 'tune.md').read_text()
