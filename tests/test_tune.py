@@ -54,8 +54,8 @@ def test_choice_recorded_per_outer_fold(search):
     assert (merged.epoch == merged.epochs).all()             # each fold read at its own chosen epoch
 
 
-def test_leak_is_refused():
-    ds = Experiment.create('smoke', None, '/tmp/unused-tune-leak', progress=False).dataset()
+def test_leak_is_refused(tmp_path):
+    ds = Experiment.create('smoke', None, tmp_path/'leak', progress=False).dataset()
     name, tr, te = make_folds(ds.subjects, 'kfold', 2)[0]
     with pytest.raises(MerError, match=f'outer fold {name}: test subject'):
         _leak_check(ds, np.arange(len(ds)), te, name)          # an "inner" dataset holding the outer test subjects
